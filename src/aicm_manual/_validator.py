@@ -1,0 +1,153 @@
+"""TypeValidator: a usage schema, parsed and compiled once, checking payloads.
+
+    validator = TypeValidator({"tokens": "int", "tags": "List[str]"})
+    validator.validate({"tokens": 3, "tags": ["a"]})   # None, or UsageValidationError
+    validator.is_valid({"tokens": True, "tags": []})   # False: bool is not int
+
+The compiled fast path decides valid/invalid; only when it says invalid does the
+reference interpreter walk the payload again to collect every problem with its path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import cachetools
+
+from ._check import ErrorSink, collect_errors, describe
+from ._compile import RecordCheck, compile_record_check
+from ._from_typing import from_typing
+from ._types import NODE_TYPES, TypeNode, is_nullable
+from ._typestring import parse
+from .errors import SchemaError, TypeStringError, UsageValidationError
+
+__all__ = ["TypeValidator"]
+
+Fields = tuple[tuple[str, TypeNode], ...]
+
+MAX_MESSAGES_PER_FIELD = 20
+PAYLOAD_KEY = "<payload>"
+
+_parse_cache: cachetools.LRUCache[str, TypeNode] = cachetools.LRUCache(maxsize=1024)
+_check_cache: cachetools.LRUCache[Fields, RecordCheck] = cachetools.LRUCache(maxsize=256)
+_lock = threading.Lock()
+
+
+@cachetools.cached(_parse_cache, lock=_lock)
+def _parse_cached(text: str) -> TypeNode:
+    return parse(text)
+
+
+@cachetools.cached(_check_cache, lock=_lock)
+def _compile_cached(fields: Fields) -> RecordCheck:
+    return compile_record_check(fields)
+
+
+def to_node(spec: object) -> TypeNode:
+    """A type string, typing object or tree node, as a tree node."""
+    if isinstance(spec, str):
+        return _parse_cached(spec)
+    if isinstance(spec, NODE_TYPES):
+        return spec
+    return from_typing(spec)
+
+
+class TypeValidator:
+    """Validates usage payloads against a schema of field name -> type.
+
+    Types are type strings (``"Dict[str, List[int]]"``), typing objects
+    (``Dict[str, List[int]]``) or parsed trees. A malformed type raises
+    :class:`TypeStringError` (or :class:`SchemaError`) here, never at validation time.
+    """
+
+    __slots__ = ("_check", "_fields", "_names")
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        if not isinstance(schema, Mapping):
+            raise SchemaError(
+                f"a schema must be a mapping of field -> type, got {describe(schema)}"
+            )
+        fields: list[tuple[str, TypeNode]] = []
+        for name, spec in schema.items():
+            if not isinstance(name, str) or not name:
+                raise SchemaError(f"field names must be non-empty strings, got {name!r}")
+            try:
+                fields.append((name, to_node(spec)))
+            except TypeStringError as exc:
+                raise exc.located(field=name) from None
+            except SchemaError as exc:
+                raise SchemaError(f"field {name!r}: {exc}") from None
+        self._fields: Fields = tuple(fields)
+        self._names = frozenset(name for name, _ in fields)
+        self._check = _compile_cached(self._fields)
+
+    @property
+    def schema(self) -> dict[str, str]:
+        """The schema with every type in its canonical spelling."""
+        return {name: str(node) for name, node in self._fields}
+
+    @property
+    def types(self) -> dict[str, TypeNode]:
+        """The parsed type tree of each field."""
+        return dict(self._fields)
+
+    @property
+    def required_fields(self) -> list[str]:
+        return [name for name, node in self._fields if not is_nullable(node)]
+
+    def validate(self, payload: object) -> None:
+        """Return None for a valid payload; raise UsageValidationError listing every problem."""
+        if self._check(payload):
+            return
+        error = self.find_errors(payload)
+        if error is not None:
+            raise error
+
+    def is_valid(self, payload: object) -> bool:
+        return self._check(payload) or self.find_errors(payload) is None
+
+    def find_errors(self, payload: object) -> UsageValidationError | None:
+        """Every problem of ``payload`` as an error (not raised), or None when it is valid."""
+        if not isinstance(payload, Mapping):
+            message = f"expected a mapping of field names to values, got {describe(payload)}"
+            return UsageValidationError({PAYLOAD_KEY: [message]})
+        errors: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for name, node in self._fields:
+            if name not in payload:
+                if not is_nullable(node):
+                    missing.append(name)
+                    errors[name] = [f"{name}: missing required field of type {node}"]
+                continue
+            sink = ErrorSink(MAX_MESSAGES_PER_FIELD)
+            collect_errors(node, payload[name], name, sink)
+            if sink.count:
+                errors[name] = sink.result()
+        extra: list[str] = []
+        for key in payload:
+            if key in self._names and isinstance(key, str):
+                continue
+            label = key if isinstance(key, str) else repr(key)
+            extra.append(label)
+            errors[label] = [f"{label}: unexpected field{self._suggest(label)}"]
+        if not errors:
+            return None
+        return UsageValidationError(errors, missing, extra)
+
+    def _suggest(self, label: str) -> str:
+        close = difflib.get_close_matches(label, sorted(self._names), n=1, cutoff=0.75)
+        return f" (did you mean {close[0]!r}?)" if close else " (not in the schema)"
+
+    def __repr__(self) -> str:
+        return f"TypeValidator({self.schema!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TypeValidator):
+            return NotImplemented
+        return self._fields == other._fields
+
+    def __hash__(self) -> int:
+        return hash(self._fields)

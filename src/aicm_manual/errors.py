@@ -1,0 +1,158 @@
+"""Every error aicm-manual raises, under one root.
+
+    AicmError
+    ├── SchemaError (ValueError)             a schema that cannot be used
+    │   └── TypeStringError                  a malformed or unknown type string
+    ├── UsageValidationError (ValueError)    a payload that does not match its schema
+    ├── ConfigError (ValueError)             a config file or response that cannot be used
+    ├── ConfigNotFoundError (LookupError)    no config with that id
+    ├── ConfigFetchError (ConnectionError)   the collector could not be asked for a config
+    └── TrackerClosedError (RuntimeError)    track() after close()
+
+Each error also derives from the builtin a caller would naturally catch, so
+``except ValueError`` keeps working for validation problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "AicmError",
+    "ConfigError",
+    "ConfigFetchError",
+    "ConfigNotFoundError",
+    "SchemaError",
+    "TrackerClosedError",
+    "TypeStringError",
+    "UsageValidationError",
+]
+
+
+class AicmError(Exception):
+    """Root of every error raised by aicm-manual."""
+
+
+class SchemaError(AicmError, ValueError):
+    """A usage schema that cannot be used (bad field names, unsupported types)."""
+
+
+class TypeStringError(SchemaError):
+    """A type string that does not follow the grammar of DESIGN section 4.
+
+    ``text`` is the type string, ``position`` the 0-based offset of the problem and
+    ``reason`` the bare explanation; ``field`` and ``source`` name where the string came
+    from when it was read from a schema or a config file.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        text: str,
+        position: int,
+        *,
+        field: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.text = text
+        self.position = position
+        self.field = field
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ""
+        if self.source is not None and self.field is not None:
+            where = f"{self.source}: field {self.field!r}: "
+        elif self.field is not None:
+            where = f"field {self.field!r}: "
+        elif self.source is not None:
+            where = f"{self.source}: "
+        # Long strings are shown as a window around the position so the caret stays true.
+        start = max(0, min(self.position - 60, len(self.text) - 120))
+        prefix = "..." if start else ""
+        shown = prefix + self.text[start : start + 120]
+        caret = " " * (len(prefix) + self.position - start) + "^"
+        return f"{where}{self.reason} at position {self.position}\n    {shown}\n    {caret}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_type_string_error,
+            (self.reason, self.text, self.position, self.field, self.source),
+        )
+
+    def located(self, *, field: str | None = None, source: str | None = None) -> TypeStringError:
+        """Return a copy that also names the schema field and the file or config."""
+        return TypeStringError(
+            self.reason,
+            self.text,
+            self.position,
+            field=field if field is not None else self.field,
+            source=source if source is not None else self.source,
+        )
+
+
+def _rebuild_type_string_error(
+    reason: str, text: str, position: int, field: str | None, source: str | None
+) -> TypeStringError:
+    return TypeStringError(reason, text, position, field=field, source=source)
+
+
+class UsageValidationError(AicmError, ValueError):
+    """A usage payload that does not match its schema.
+
+    ``errors`` maps each field name to every message about it (each message starts with
+    its path, e.g. ``breakdown["a"][1]: expected int, got str 'x'``); ``missing_fields``
+    and ``extra_fields`` are sorted lists of field names. A payload that is not a
+    mapping at all is reported under the key ``"<payload>"``.
+    """
+
+    def __init__(
+        self,
+        errors: Mapping[str, Sequence[str]],
+        missing_fields: Sequence[str] = (),
+        extra_fields: Sequence[str] = (),
+    ) -> None:
+        self.errors: dict[str, list[str]] = {k: list(v) for k, v in errors.items()}
+        self.missing_fields: list[str] = sorted(missing_fields)
+        self.extra_fields: list[str] = sorted(extra_fields)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        count = sum(len(v) for v in self.errors.values())
+        lines = [f"usage payload is invalid ({count} problem{'s' if count != 1 else ''}):"]
+        for messages in self.errors.values():
+            lines.extend(f"  - {m}" for m in messages)
+        return "\n".join(lines)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.errors, self.missing_fields, self.extra_fields))
+
+
+class ConfigError(AicmError, ValueError):
+    """A config (file or collector answer) that cannot be used."""
+
+
+class ConfigNotFoundError(AicmError, LookupError):
+    """No config with the requested ``config_id``."""
+
+    def __init__(self, config_id: str, where: str) -> None:
+        self.config_id = config_id
+        self.where = where
+        super().__init__(f"config {config_id!r} not found in {where}")
+
+    def __str__(self) -> str:
+        # LookupError subclasses such as KeyError quote their argument; we never want that.
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.config_id, self.where))
+
+
+class ConfigFetchError(AicmError, ConnectionError):
+    """The collector could not be reached or answered with an error for a config."""
+
+
+class TrackerClosedError(AicmError, RuntimeError):
+    """A tracker was used after ``close()``."""
