@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from ._config import UsageConfig
+from ._config_sources import DirectoryConfigSource, HttpConfigSource
+from ._records import UsageRecord
+from ._secret import Secret
+from ._tracker import Tracker
 from ._validator import TypeValidator
 from .errors import (
     AicmError,
     ConfigError,
     ConfigFetchError,
     ConfigNotFoundError,
+    InvalidRecordError,
     SchemaError,
     TrackerClosedError,
+    TransportError,
     TypeStringError,
     UsageValidationError,
 )
@@ -21,10 +28,18 @@ __all__ = [
     "ConfigError",
     "ConfigFetchError",
     "ConfigNotFoundError",
+    "DirectoryConfigSource",
+    "HttpConfigSource",
+    "InvalidRecordError",
     "SchemaError",
+    "Secret",
+    "Tracker",
     "TrackerClosedError",
+    "TransportError",
     "TypeStringError",
     "TypeValidator",
+    "UsageConfig",
+    "UsageRecord",
     "UsageValidationError",
     "__version__",
 ]

@@ -19,7 +19,6 @@ import cachetools
 
 from ._check import ErrorSink, collect_errors, describe
 from ._compile import RecordCheck, compile_record_check
-from ._from_typing import from_typing
 from ._types import NODE_TYPES, TypeNode, is_nullable
 from ._typestring import parse
 from .errors import SchemaError, TypeStringError, UsageValidationError
@@ -52,6 +51,10 @@ def to_node(spec: object) -> TypeNode:
         return _parse_cached(spec)
     if isinstance(spec, NODE_TYPES):
         return spec
+    # typing-inspect is only needed for schemas written as typing objects; importing it
+    # lazily keeps it off ``import aicm_manual``.
+    from ._from_typing import from_typing
+
     return from_typing(spec)
 
 

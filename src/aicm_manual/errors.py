@@ -5,8 +5,10 @@
     │   └── TypeStringError                  a malformed or unknown type string
     ├── UsageValidationError (ValueError)    a payload that does not match its schema
     ├── ConfigError (ValueError)             a config file or response that cannot be used
-    ├── ConfigNotFoundError (LookupError)    no config with that id
-    ├── ConfigFetchError (ConnectionError)   the collector could not be asked for a config
+    ├── ConfigNotFoundError (LookupError)    no config (or service) with that id
+    ├── InvalidRecordError (ValueError)      a track() argument other than the payload
+    ├── TransportError (ConnectionError)     the collector could not be reached or refused
+    │   └── ConfigFetchError                 ... while asking for a config
     └── TrackerClosedError (RuntimeError)    track() after close()
 
 Each error also derives from the builtin a caller would naturally catch, so
@@ -22,8 +24,10 @@ __all__ = [
     "ConfigError",
     "ConfigFetchError",
     "ConfigNotFoundError",
+    "InvalidRecordError",
     "SchemaError",
     "TrackerClosedError",
+    "TransportError",
     "TypeStringError",
     "UsageValidationError",
 ]
@@ -135,23 +139,42 @@ class ConfigError(AicmError, ValueError):
 
 
 class ConfigNotFoundError(AicmError, LookupError):
-    """No config with the requested ``config_id``."""
+    """No config with the requested ``config_id`` (or no such service in a config)."""
 
-    def __init__(self, config_id: str, where: str) -> None:
+    def __init__(self, config_id: str, where: str, kind: str = "config") -> None:
         self.config_id = config_id
         self.where = where
-        super().__init__(f"config {config_id!r} not found in {where}")
+        self.kind = kind
+        super().__init__(f"{kind} {config_id!r} not found in {where}")
 
     def __str__(self) -> str:
         # LookupError subclasses such as KeyError quote their argument; we never want that.
         return str(self.args[0])
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.config_id, self.where))
+        return (type(self), (self.config_id, self.where, self.kind))
 
 
-class ConfigFetchError(AicmError, ConnectionError):
-    """The collector could not be reached or answered with an error for a config."""
+class InvalidRecordError(AicmError, ValueError):
+    """A ``track()`` argument other than the usage payload (timestamp, ids, context)."""
+
+
+class TransportError(AicmError, ConnectionError):
+    """The collector could not be reached, or answered a request with an error.
+
+    ``status`` is the HTTP status when there was an answer, else None.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.status))
+
+
+class ConfigFetchError(TransportError):
+    """The collector could not be asked for a config, or refused to answer."""
 
 
 class TrackerClosedError(AicmError, RuntimeError):

@@ -1,0 +1,184 @@
+"""Where configs come from: a local schemas directory, or the collector over HTTP.
+
+    source = DirectoryConfigSource("schemas")
+    config = source.get("openai-chat")
+
+The HTTP source keeps each config for a TTL and then revalidates it with its ETag
+(``If-None-Match`` -> 304), so a process asks the collector at most once per TTL per
+config. Sources for the same (base URL, key, TTL) are shared process-wide.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import quote
+
+import cachetools
+
+from ._config import ID_PATTERN, UsageConfig
+from ._secret import Secret
+from .errors import ConfigError, ConfigFetchError, ConfigNotFoundError, TransportError
+
+if TYPE_CHECKING:
+    from ._http import HttpClient
+
+
+class ConfigSource(Protocol):
+    """Anything that returns the config for an id or raises ConfigNotFoundError."""
+
+    def get(self, config_id: str) -> UsageConfig: ...
+
+
+class DirectoryConfigSource:
+    """Configs stored one per file as ``<dir>/<config_id>.json``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def get(self, config_id: str) -> UsageConfig:
+        if not isinstance(config_id, str) or not ID_PATTERN.fullmatch(config_id):
+            raise ConfigNotFoundError(str(config_id), f"{self.path} (not a valid config id)")
+        self._check_dir()
+        file = self.path / f"{config_id}.json"
+        if not file.is_file():
+            raise ConfigNotFoundError(config_id, str(self.path))
+        return self._load(file)
+
+    def all(self) -> list[UsageConfig]:
+        """Every config in the directory, sorted by id; any bad file raises."""
+        self._check_dir()
+        return [self._load(f) for f in sorted(self.path.glob("*.json"))]
+
+    def _check_dir(self) -> None:
+        if not self.path.is_dir():
+            raise ConfigError(f"schemas directory {str(self.path)!r} does not exist")
+
+    @staticmethod
+    def _load(file: Path) -> UsageConfig:
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            ) from exc
+        config = UsageConfig.from_dict(data, source=str(file))
+        if config.config_id != file.stem:
+            raise ConfigError(
+                f"{file}: config_id {config.config_id!r} does not match the file name {file.stem!r}"
+            )
+        return config
+
+
+class HttpConfigSource:
+    """``GET {api_base}/api/v1/configs/{config_id}`` with a TTL cache and ETag revalidation."""
+
+    def __init__(
+        self,
+        api_base: str,
+        api_key: Secret | None,
+        *,
+        ttl: float,
+        client: HttpClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api_base = api_base.rstrip("/")
+        self._key = api_key
+        if client is None:
+            # requests costs ~90 ms to import; only processes that fetch configs pay it.
+            from ._http import HttpClient
+
+            client = HttpClient()
+        self._client = client
+        self._fresh: cachetools.TTLCache[str, UsageConfig] = cachetools.TTLCache(
+            maxsize=256, ttl=ttl, timer=clock
+        )
+        self._etags: dict[str, tuple[str, UsageConfig]] = {}
+        # Held across the request on purpose: trackers starting together for one config
+        # then cause one request, not one each. Config loads are never on the hot path.
+        self._lock = threading.Lock()
+        self.requests_sent = 0
+
+    def get(self, config_id: str) -> UsageConfig:
+        if not isinstance(config_id, str) or not ID_PATTERN.fullmatch(config_id):
+            raise ConfigNotFoundError(str(config_id), f"{self.api_base} (not a valid config id)")
+        with self._lock:
+            config = self._fresh.get(config_id)
+            if config is None:
+                config = self._fetch(config_id)
+                self._fresh[config_id] = config
+            return config
+
+    def _fetch(self, config_id: str) -> UsageConfig:
+        url = f"{self.api_base}/api/v1/configs/{quote(config_id, safe='')}"
+        known = self._etags.get(config_id)
+        headers = {"If-None-Match": known[0]} if known else None
+        self.requests_sent += 1
+        try:
+            resp = self._client.request("GET", url, api_key=self._key, headers=headers)
+            if resp.status == 304 and known:
+                return known[1]
+            if resp.status == 200:
+                config = UsageConfig.from_dict(resp.json(), source=url)
+            elif resp.status == 404:
+                raise ConfigNotFoundError(config_id, self.api_base)
+            elif resp.status in (401, 403):
+                raise ConfigFetchError(
+                    f"GET {url}: the collector refused the API key (HTTP {resp.status})",
+                    resp.status,
+                )
+            else:
+                raise ConfigFetchError(f"GET {url}: HTTP {resp.status}", resp.status)
+        except TransportError as exc:
+            if isinstance(exc, ConfigFetchError):
+                raise
+            raise ConfigFetchError(str(exc), exc.status) from exc
+        if config.config_id != config_id:
+            raise ConfigError(f"{url}: answered with config {config.config_id!r}")
+        etag = resp.headers.get("etag")
+        if etag:
+            self._etags[config_id] = (etag, config)
+        return config
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _SharedSources:
+    """The process-wide HTTP sources, one per (base URL, key, TTL)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: dict[tuple[str, Secret | None, float], HttpConfigSource] = {}
+
+    def get(self, api_base: str, api_key: Secret | None, ttl: float) -> HttpConfigSource:
+        key = (api_base, api_key, ttl)
+        with self._lock:
+            source = self._sources.get(key)
+            if source is None:
+                source = self._sources[key] = HttpConfigSource(api_base, api_key, ttl=ttl)
+            return source
+
+    def reset(self) -> None:
+        with self._lock:
+            for source in self._sources.values():
+                source.close()
+            self._sources.clear()
+
+
+_shared = _SharedSources()
+
+
+def shared_http_source(api_base: str, api_key: Secret | None, ttl: float) -> HttpConfigSource:
+    return _shared.get(api_base, api_key, ttl)
+
+
+def reset_shared_config_sources() -> None:
+    """Forget every cached config and close shared connections (for tests)."""
+    _shared.reset()

@@ -1,0 +1,69 @@
+"""The client's one HTTP module: a one-shot transport over ``requests``.
+
+Retries, caching and the meaning of statuses live above this layer; here a request goes
+out once and comes back as an :class:`HttpResponse` or a :class:`TransportError`, so no
+``requests`` exception crosses this boundary. The API key enters only as a header.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from ._secret import Secret
+from .errors import TransportError
+
+USER_AGENT = "aicm-manual/0.1"
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise TransportError(f"answer is not valid JSON: {exc}", self.status) from exc
+
+
+class HttpClient:
+    """Sends one request at a time over a pooled session."""
+
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._timeout = timeout
+        self._session = requests.Session()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        api_key: Secret | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> HttpResponse:
+        sent = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if headers:
+            sent.update(headers)
+        if api_key is not None:
+            sent["Authorization"] = f"Bearer {api_key.reveal()}"
+        try:
+            resp = self._session.request(
+                method, url, headers=sent, data=body, timeout=self._timeout, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            # The key travels in a header, which requests never puts in its messages.
+            raise TransportError(f"{method} {url} failed: {exc}") from exc
+        headers_out = {k.lower(): v for k, v in resp.headers.items()}
+        return HttpResponse(resp.status_code, resp.content, headers_out)
+
+    def close(self) -> None:
+        self._session.close()

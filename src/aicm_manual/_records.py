@@ -1,0 +1,128 @@
+"""Usage records, where they go, and the small protocol a delivery implements.
+
+Pure: no I/O. A record is built on the caller's thread and handed over as an object;
+turning it into JSON (``to_wire``) is the delivery worker's job, done a batch at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from ._secret import Secret
+from .errors import InvalidRecordError
+
+MAX_ID_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a record goes and with which credentials. Shared by all records of a tracker;
+    the delivery groups records by target, so keys are never mixed."""
+
+    api_base: str
+    api_key: Secret | None
+
+    def __repr__(self) -> str:
+        key = "None" if self.api_key is None else "[secure]"
+        return f"Target(api_base={self.api_base!r}, api_key={key})"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    config_id: str
+    service_id: str
+    response_id: str
+    timestamp: datetime  # aware, UTC
+    usage: dict[str, Any]
+    client_customer_key: str | None = None
+    context: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The record as POST /api/v1/track expects it (DESIGN section 5)."""
+        out: dict[str, Any] = {
+            "config_id": self.config_id,
+            "service_id": self.service_id,
+            "response_id": self.response_id,
+            "timestamp": format_timestamp(self.timestamp),
+            "usage": self.usage,
+        }
+        if self.client_customer_key is not None:
+            out["client_customer_key"] = self.client_customer_key
+        if self.context is not None:
+            out["context"] = self.context
+        return out
+
+
+class Delivery(Protocol):
+    """What a Tracker hands records to.
+
+    ``submit`` must not block on I/O (except an ``immediate`` delivery) and must never
+    drop a record silently. ``flush`` waits up to ``timeout`` seconds for everything
+    submitted so far to be delivered and returns how many records are still pending.
+    """
+
+    def submit(self, record: UsageRecord, target: Target) -> None: ...
+
+    def flush(self, timeout: float | None = None) -> int: ...
+
+
+def format_timestamp(ts: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` and microseconds: ``2026-11-24T02:35:41.123456Z``."""
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalise_timestamp(value: object) -> datetime:
+    """UTC now for None; a datetime (naive means UTC) or an ISO 8601 string otherwise."""
+    if value is None:
+        return datetime.now(timezone.utc)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"  # Python 3.10's fromisoformat has no 'Z'
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidRecordError(
+                f"timestamp {value!r} is not an ISO 8601 date-time such as '2026-11-24T10:00:00Z'"
+            ) from None
+    if not isinstance(value, datetime):
+        raise InvalidRecordError(
+            f"timestamp must be a datetime or an ISO 8601 string, got {type(value).__name__}"
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def check_id(name: str, value: object) -> str:
+    """A response_id or client_customer_key: a non-empty str of at most 255 characters."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidRecordError(
+            f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters, "
+            f"got {value!r}"[:300]
+        )
+    return value
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+
+
+def copy_value(value: Any) -> Any:
+    """A deep copy of JSON-like data, several times faster than ``copy.deepcopy``.
+
+    Containers are rebuilt, immutable scalars shared; anything else (possible only in
+    ``Any`` fields) falls back to ``copy.deepcopy``.
+    """
+    cls = type(value)
+    if cls is dict:
+        return {k: v if type(v) in _IMMUTABLE else copy_value(v) for k, v in value.items()}
+    if cls is list:
+        return [v if type(v) in _IMMUTABLE else copy_value(v) for v in value]
+    if cls in _IMMUTABLE:
+        return value
+    if cls is tuple:
+        return tuple(copy_value(v) for v in value)
+    return copy.deepcopy(value)
