@@ -1,7 +1,5 @@
 """aicm-manual: schema-validated usage and cost tracking for AI and API services."""
 
-from __future__ import annotations
-
 from ._config import UsageConfig
 from ._config_sources import DirectoryConfigSource, HttpConfigSource
 from ._records import UsageRecord

@@ -1,0 +1,106 @@
+"""Shared fixtures: a real HTTP collector stand-in on 127.0.0.1 and clean global state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aicm_manual._config_sources import reset_shared_config_sources
+
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+@dataclass
+class ConfigServer:
+    """Serves ``GET /api/v1/configs/{id}`` from ``configs`` with ETags, like the collector.
+
+    ``seen`` records (path, headers) of every request; ``force_status`` makes every answer
+    that status; ``api_key`` (when set) must arrive as a Bearer token or the answer is 401.
+    """
+
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    force_status: int | None = None
+    api_key: str | None = None
+    url: str = ""
+
+    def etag(self, config_id: str) -> str:
+        body = json.dumps(self.configs[config_id], sort_keys=True).encode()
+        return '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+
+    def handle(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        self.seen.append((path, headers))
+        if self.force_status is not None:
+            return self.force_status, {}, b'{"detail": "forced"}'
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            return 401, {}, b'{"detail": "unknown key"}'
+        prefix = "/api/v1/configs/"
+        config_id = path[len(prefix) :] if path.startswith(prefix) else None
+        if config_id not in self.configs:
+            return 404, {}, b'{"detail": "not found"}'
+        etag = self.etag(config_id)
+        if headers.get("if-none-match") == etag:
+            return 304, {"ETag": etag}, b""
+        body = json.dumps(self.configs[config_id]).encode()
+        return 200, {"ETag": etag, "Content-Type": "application/json"}, body
+
+
+def _handler(server: ConfigServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, extra, body = server.handle(self.path, headers)
+            self.send_response(status)
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # keep test output clean
+
+    return Handler
+
+
+@pytest.fixture
+def config_server() -> Iterator[ConfigServer]:
+    """A ConfigServer listening on 127.0.0.1 (an ephemeral port), preloaded with schemas/."""
+    state = ConfigServer()
+    for file in SCHEMAS_DIR.glob("*.json"):
+        data = json.loads(file.read_text())
+        state.configs[data["config_id"]] = data
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd.daemon_threads = True
+    thread = threading.Thread(
+        target=httpd.serve_forever, args=(0.02,), name="test-config-server", daemon=True
+    )
+    thread.start()
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_config_sources() -> Iterator[None]:
+    """Every test starts and ends without shared HTTP config caches."""
+    reset_shared_config_sources()
+    yield
+    reset_shared_config_sources()
+
+
+@pytest.fixture
+def schemas_dir() -> Path:
+    return SCHEMAS_DIR

@@ -1,0 +1,129 @@
+"""UsageConfig.from_dict: structure, pricing and error messages that name the source."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from aicm_manual import ConfigError, ConfigNotFoundError, TypeStringError, UsageConfig
+
+BASE: dict[str, Any] = {
+    "config_id": "cfg",
+    "manual_usage_schema": {"tokens": "int", "latency": "Optional[float]", "model": "str"},
+    "services": [
+        {
+            "service_id": "svc",
+            "pricing": {"currency": "USD", "rates": {"tokens": {"price": "0.5", "per": 1000}}},
+        }
+    ],
+}
+
+
+def make(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    data.update(changes)
+    return data
+
+
+def test_valid_config_round_trips_to_dict() -> None:
+    config = UsageConfig.from_dict(make(), source="mem")
+    assert config.service("svc").pricing is not None
+    rate = config.service("svc").pricing.rates["tokens"]  # type: ignore[union-attr]
+    assert rate.price == Decimal("0.5")
+    assert rate.per == 1000
+    again = UsageConfig.from_dict(config.to_dict(), source="mem2")
+    assert again == config
+
+
+def test_schema_is_reported_in_canonical_form() -> None:
+    config = UsageConfig.from_dict(
+        make(manual_usage_schema={"tokens": "int", "a": "int | None", "b": "typing.List[ str ]"}),
+        source="m",
+    )
+    assert config.manual_usage_schema == {
+        "tokens": "int",
+        "a": "Optional[int]",
+        "b": "List[str]",
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"config_id": "../x"}, "config_id '../x' must be"),
+        ({"config_id": 5}, "config_id 5 must be"),
+        ({"manual_usage_schema": ["int"]}, "must map field names to type strings"),
+        ({"manual_usage_schema": {"a": 5}}, "must map field names to type strings"),
+        ({"services": []}, "services must be a non-empty list"),
+        ({"services": [{"service_id": "a"}, {"service_id": "a"}]}, "duplicate service_id"),
+        ({"services": [{"service_id": "a", "price": 1}]}, r"unknown keys \['price'\]"),
+        ({"handling_config": [1]}, "handling_config must be an object"),
+        ({"colour": "red"}, r"unknown config keys \['colour'\]"),
+        (
+            {"services": [{"service_id": "a", "pricing": {"rates": {"nope": {"price": "1"}}}}]},
+            "rate for 'nope', which is not in manual_usage_schema",
+        ),
+        (
+            {"services": [{"service_id": "a", "pricing": {"rates": {"model": {"price": "1"}}}}]},
+            "whose type str is not numeric",
+        ),
+        (
+            {"services": [{"service_id": "a", "pricing": {"rates": {"tokens": {"price": 0.1}}}}]},
+            "must be a decimal string",
+        ),
+        (
+            {"services": [{"service_id": "a", "pricing": {"rates": {"tokens": {"price": "x"}}}}]},
+            "is not a decimal number",
+        ),
+        (
+            {"services": [{"service_id": "a", "pricing": {"rates": {"tokens": {"price": "-1"}}}}]},
+            "finite, non-negative",
+        ),
+        (
+            {
+                "services": [
+                    {"service_id": "a", "pricing": {"rates": {"tokens": {"price": "1", "per": 0}}}}
+                ]
+            },
+            "must be a positive integer",
+        ),
+        (
+            {
+                "services": [
+                    {
+                        "service_id": "a",
+                        "pricing": {"currency": "usd", "rates": {"tokens": {"price": "1"}}},
+                    }
+                ]
+            },
+            "3-letter ISO 4217 code",
+        ),
+    ],
+)
+def test_invalid_configs_are_rejected_with_a_reason(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        UsageConfig.from_dict(make(**changes), source="file.json")
+    assert str(info.value).startswith("file.json")
+
+
+def test_optional_numeric_field_may_carry_a_rate() -> None:
+    services = [{"service_id": "a", "pricing": {"rates": {"latency": {"price": "1"}}}}]
+    config = UsageConfig.from_dict(make(services=services), source="m")
+    assert config.service("a").pricing.currency == "USD"  # type: ignore[union-attr]
+
+
+def test_bad_type_string_is_a_type_string_error_naming_config_and_field() -> None:
+    with pytest.raises(TypeStringError) as info:
+        UsageConfig.from_dict(make(manual_usage_schema={"x": "Lst[int]"}), source="f.json")
+    assert info.value.field == "x"
+    assert "f.json (config 'cfg')" in str(info.value)
+    assert "unknown type name 'Lst'" in str(info.value)
+
+
+def test_unknown_service_lists_known_services() -> None:
+    config = UsageConfig.from_dict(make(), source="m")
+    with pytest.raises(ConfigNotFoundError, match=r"service 'other' not found .*'svc'"):
+        config.service("other")
