@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ConfigServer
 
 from aicm_manual import (
     ConfigError,
@@ -19,6 +18,7 @@ from aicm_manual import (
     TypeStringError,
 )
 from aicm_manual._config_sources import shared_http_source
+from conftest import ConfigServer
 
 
 class FakeClock:

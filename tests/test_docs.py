@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import aicm_manual
 import aicm_manual.testing
 from aicm_manual import TypeValidator, UsageValidationError
@@ -40,18 +42,15 @@ def test_type_strings_doc_example_holds() -> None:
     )
     assert v.is_valid({"tokens": 3, "breakdown": {"a": [1, 2]}})
     assert not v.is_valid({"tokens": True, "breakdown": {}})
-    try:
+    with pytest.raises(UsageValidationError) as info:
         v.validate({"tokens": "3", "breakdown": {"a": [1, "x"]}, "latnecy": 0.2})
-    except UsageValidationError as exc:
-        assert exc.errors == {
-            "tokens": ["tokens: expected int, got str '3'"],
-            "breakdown": ["breakdown[\"a\"][1]: expected int, got str 'x'"],
-            "latnecy": ["latnecy: unexpected field (did you mean 'latency'?)"],
-        }
-        assert exc.extra_fields == ["latnecy"]
-        assert exc.missing_fields == []
-    else:
-        raise AssertionError("the documented invalid payload was accepted")
+    assert info.value.errors == {
+        "tokens": ["tokens: expected int, got str '3'"],
+        "breakdown": ["breakdown[\"a\"][1]: expected int, got str 'x'"],
+        "latnecy": ["latnecy: unexpected field (did you mean 'latency'?)"],
+    }
+    assert info.value.extra_fields == ["latnecy"]
+    assert info.value.missing_fields == []
 
 
 def test_every_public_name_is_documented() -> None:

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import ConfigServer
 
 from aicm_manual import (
     AicmError,
@@ -21,6 +20,7 @@ from aicm_manual import (
     UsageValidationError,
 )
 from aicm_manual.testing import CapturingDelivery
+from conftest import ConfigServer
 
 NO_ENV: dict[str, str] = {"AICM_INI_PATH": "/nonexistent/AICM.INI"}
 CHAT = {"model": "gpt-4o-mini", "input_tokens": 812, "output_tokens": 97}
