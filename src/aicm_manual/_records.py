@@ -30,7 +30,9 @@ class Target:
         return f"Target(api_base={self.api_base!r}, api_key={key})"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which made
+# building a record the costliest step of track(). Treat records as read-only.
+@dataclass(slots=True)
 class UsageRecord:
     config_id: str
     service_id: str
