@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ._types import DictOf, ListOf, Scalar, SetOf, TupleOf, TypeNode, UnionOf
@@ -109,15 +110,24 @@ def describe_key(key: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def collect_errors(node: TypeNode, value: object, path: str, sink: ErrorSink) -> None:
-    """Add to ``sink`` every problem of ``value`` against ``node``, each with its path."""
+Predicate = Callable[[TypeNode, object], bool]
+
+
+def collect_errors(
+    node: TypeNode, value: object, path: str, sink: ErrorSink, ok: Predicate = accepts
+) -> None:
+    """Add to ``sink`` every problem of ``value`` against ``node``, each with its path.
+
+    ``ok`` decides validity (the reference ``accepts`` by default; the validator passes its
+    compiled checks) so valid items are skipped before any path string is built.
+    """
     if isinstance(node, Scalar):
         if not _scalar_ok(node.name, value):
             finite = node.name == "float" and isinstance(value, float)
             sink.add(path, node, value, " (finite)" if finite else "")
         return
     if isinstance(node, UnionOf):
-        if any(accepts(m, value) for m in node.members):
+        if any(ok(m, value) for m in node.members):
             return
         # When exactly one member has the value's container shape, its item errors are
         # more useful than "expected Union[...]": descend into it.
@@ -125,7 +135,7 @@ def collect_errors(node: TypeNode, value: object, path: str, sink: ErrorSink) ->
             m for m in node.members if not isinstance(m, Scalar | UnionOf) and shape_ok(m, value)
         ]
         if len(shaped) == 1:
-            collect_errors(shaped[0], value, path, sink)
+            collect_errors(shaped[0], value, path, sink, ok)
         else:
             sink.add(path, node, value)
         return
@@ -137,19 +147,24 @@ def collect_errors(node: TypeNode, value: object, path: str, sink: ErrorSink) ->
         return
     items: Any = value  # shape_ok established the container type
     if isinstance(node, ListOf):
+        item_type = node.item
         for i, item in enumerate(items):
-            collect_errors(node.item, item, f"{path}[{i}]", sink)
+            if not ok(item_type, item):
+                collect_errors(item_type, item, f"{path}[{i}]", sink, ok)
     elif isinstance(node, SetOf):
         for item in items:
-            collect_errors(node.item, item, f"{path}[*]", sink)
+            if not ok(node.item, item):
+                collect_errors(node.item, item, f"{path}[*]", sink, ok)
     elif isinstance(node, DictOf):
         for k, v in items.items():
-            if not accepts(node.key, k):
+            if not ok(node.key, k):
                 sink.add_text(
                     f"{path}: key {describe_key(k)}: expected {node.key}, got {describe(k)}"
                 )
-            collect_errors(node.value, v, key_path(path, k), sink)
+            if not ok(node.value, v):
+                collect_errors(node.value, v, key_path(path, k), sink, ok)
     else:
         types = node.items * len(items) if node.variadic else node.items
         for i, (t, item) in enumerate(zip(types, items, strict=True)):
-            collect_errors(t, item, f"{path}[{i}]", sink)
+            if not ok(t, item):
+                collect_errors(t, item, f"{path}[{i}]", sink, ok)

@@ -173,12 +173,27 @@ def record_source(fields: Sequence[tuple[str, TypeNode]]) -> str:
     return "\n".join([*gen.helpers, "\n".join(body), ""])
 
 
+def compile_node_check(node: TypeNode) -> RecordCheck:
+    """Compile one type into a function that returns True exactly for valid values.
+
+    The error collector uses these to skip valid items cheaply and spend its time only
+    on the invalid ones.
+    """
+    gen = _Generator()
+    body = ["def check(x):", *gen.stmts(node, "x", 1, 1), "    return True", ""]
+    return _exec("\n".join([*gen.helpers, *body]))
+
+
 def compile_record_check(fields: Sequence[tuple[str, TypeNode]]) -> RecordCheck:
     """Compile ``fields`` into a function that returns True exactly for valid records."""
     for name, _ in fields:
         if type(name) is not str:  # repr() of anything else could be arbitrary code
             raise TypeError(f"field names must be str, got {type(name).__name__}")
+    return _exec(record_source(fields))
+
+
+def _exec(source: str) -> RecordCheck:
     namespace = dict(_GLOBALS)
-    exec(compile(record_source(fields), "<aicm_manual record check>", "exec"), namespace)
-    check: RecordCheck = namespace["check"]  # type: ignore[assignment]  # defined just above
+    exec(compile(source, "<aicm_manual compiled check>", "exec"), namespace)
+    check: RecordCheck = namespace["check"]  # type: ignore[assignment]  # defined by source
     return check

@@ -155,7 +155,7 @@ class _Parser:
         if name in _CONTAINERS:
             generic = _CONTAINERS[name]
             if not has_args:
-                return _build(generic, [ANY], variadic=generic == "Tuple")
+                return _build(generic, [ANY] * _ARITY.get(generic, 1), variadic=generic == "Tuple")
         elif name in _SPECIAL:
             generic = name
             if not has_args:

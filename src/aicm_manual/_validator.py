@@ -11,6 +11,7 @@ reference interpreter walk the payload again to collect every problem with its p
 from __future__ import annotations
 
 import difflib
+import functools
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import cachetools
 
 from ._check import ErrorSink, collect_errors, describe
-from ._compile import RecordCheck, compile_record_check
+from ._compile import RecordCheck, compile_node_check, compile_record_check
 from ._types import NODE_TYPES, TypeNode, is_nullable
 from ._typestring import parse
 from .errors import SchemaError, TypeStringError, UsageValidationError
@@ -58,6 +59,17 @@ def to_node(spec: object) -> TypeNode:
     return from_typing(spec)
 
 
+@functools.lru_cache(maxsize=1024)
+def _suggestion(label: str, missing: tuple[str, ...], names: tuple[str, ...]) -> str:
+    """A "did you mean" hint, preferring fields the payload lacks: a misspelt field is
+    usually also a missing one. Cached because a misbehaving client repeats its typo."""
+    for candidates in (missing, names):
+        close = difflib.get_close_matches(label, candidates, n=1, cutoff=0.75)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+    return " (not in the schema)"
+
+
 class TypeValidator:
     """Validates usage payloads against a schema of field name -> type.
 
@@ -66,7 +78,7 @@ class TypeValidator:
     :class:`TypeStringError` (or :class:`SchemaError`) here, never at validation time.
     """
 
-    __slots__ = ("_check", "_fields", "_names")
+    __slots__ = ("_check", "_fields", "_names", "_node_checks", "_sorted_names")
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         if not isinstance(schema, Mapping):
@@ -85,7 +97,12 @@ class TypeValidator:
                 raise SchemaError(f"field {name!r}: {exc}") from None
         self._fields: Fields = tuple(fields)
         self._names = frozenset(name for name, _ in fields)
+        self._sorted_names = tuple(sorted(self._names))
         self._check = _compile_cached(self._fields)
+        # Compiled per-node checks for the error collector, built on the first invalid
+        # payload only. Keyed by id(): the nodes live as long as this validator, and
+        # hashing a deep frozen tree on every item would cost more than the check.
+        self._node_checks: dict[int, RecordCheck] = {}
 
     @property
     def schema(self) -> dict[str, str]:
@@ -110,6 +127,8 @@ class TypeValidator:
             raise error
 
     def is_valid(self, payload: object) -> bool:
+        if type(payload) is dict:
+            return self._check(payload)  # authoritative for a plain dict
         return self._check(payload) or self.find_errors(payload) is None
 
     def find_errors(self, payload: object) -> UsageValidationError | None:
@@ -117,6 +136,8 @@ class TypeValidator:
         if not isinstance(payload, Mapping):
             message = f"expected a mapping of field names to values, got {describe(payload)}"
             return UsageValidationError({PAYLOAD_KEY: [message]})
+        if type(payload) is not dict and self._check(dict(payload)):
+            return None  # a valid Mapping that is not exactly a dict (OrderedDict, proxies)
         errors: dict[str, list[str]] = {}
         missing: list[str] = []
         for name, node in self._fields:
@@ -125,24 +146,29 @@ class TypeValidator:
                     missing.append(name)
                     errors[name] = [f"{name}: missing required field of type {node}"]
                 continue
+            value = payload[name]
+            if self._ok(node, value):
+                continue
             sink = ErrorSink(MAX_MESSAGES_PER_FIELD)
-            collect_errors(node, payload[name], name, sink)
-            if sink.count:
-                errors[name] = sink.result()
+            collect_errors(node, value, name, sink, self._ok)
+            errors[name] = sink.result()
         extra: list[str] = []
         for key in payload:
             if key in self._names and isinstance(key, str):
                 continue
             label = key if isinstance(key, str) else repr(key)
             extra.append(label)
-            errors[label] = [f"{label}: unexpected field{self._suggest(label)}"]
+            hint = _suggestion(label, tuple(missing), self._sorted_names)
+            errors[label] = [f"{label}: unexpected field{hint}"]
         if not errors:
             return None
         return UsageValidationError(errors, missing, extra)
 
-    def _suggest(self, label: str) -> str:
-        close = difflib.get_close_matches(label, sorted(self._names), n=1, cutoff=0.75)
-        return f" (did you mean {close[0]!r}?)" if close else " (not in the schema)"
+    def _ok(self, node: TypeNode, value: object) -> bool:
+        check = self._node_checks.get(id(node))
+        if check is None:
+            check = self._node_checks[id(node)] = compile_node_check(node)
+        return check(value)
 
     def __repr__(self) -> str:
         return f"TypeValidator({self.schema!r})"
