@@ -541,3 +541,15 @@ def test_compiled_source_never_contains_user_text_outside_string_literals() -> N
     v = TypeValidator({name: "int"})
     assert v.is_valid({name: 1})
     assert not v.is_valid({name: "1"})
+
+
+def test_validator_pickles_and_recompiles() -> None:
+    """Compiled functions cannot be pickled; the validator rebuilds them from its trees."""
+    import pickle
+
+    v = TypeValidator({"a": "List[int]", "b": "Optional[str]"})
+    clone = pickle.loads(pickle.dumps(v))
+    assert clone == v
+    assert clone.is_valid({"a": [1]})
+    with pytest.raises(UsageValidationError, match=r"a\[0\]: expected int, got bool True"):
+        clone.validate({"a": [True]})

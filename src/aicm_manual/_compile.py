@@ -13,6 +13,8 @@ valid path does no interpretation per value.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import CodeType
+from typing import Any
 
 from ._types import (
     ANY,
@@ -55,7 +57,8 @@ _GLOBALS: dict[str, object] = {
 
 
 class _Generator:
-    def __init__(self) -> None:
+    def __init__(self, fail: str = "return False") -> None:
+        self.fail = fail  # the statement that reports an invalid value
         self.helpers: list[str] = []
         self.helper_names: dict[TypeNode, str] = {}
         self.counter = 0
@@ -76,27 +79,30 @@ class _Generator:
         name = self.helper_names.get(node)
         if name is None:
             name = self.helper_names[node] = f"_h{len(self.helper_names)}"
+            outer, self.fail = self.fail, "return False"  # helpers answer with a bool
             body = self.stmts(node, "x", 1, 1)
+            self.fail = outer
             self.helpers.append("\n".join([f"def {name}(x):", *body, "    return True", ""]))
         return name
 
     def stmts(self, node: TypeNode, v: str, indent: int, blocks: int) -> list[str]:
-        """Statements that ``return False`` when ``v`` is invalid for ``node``."""
+        """Statements that run ``self.fail`` when ``v`` is invalid for ``node``."""
         pad = "    " * indent
+        fail = self.fail
         if node == ANY:
             return []
         if isinstance(node, Scalar | UnionOf) or blocks >= _INLINE_BLOCKS:
-            return [f"{pad}if not {self.expr(node, v)}: return False"]
+            return [f"{pad}if not {self.expr(node, v)}: {fail}"]
         if isinstance(node, ListOf | SetOf):
             kind = "list" if isinstance(node, ListOf) else "_SETLIKE"
-            out = [f"{pad}if not isinstance({v}, {kind}): return False"]
+            out = [f"{pad}if not isinstance({v}, {kind}): {fail}"]
             if node.item != ANY:
                 x = self.var()
                 out.append(f"{pad}for {x} in {v}:")
                 out += self.stmts(node.item, x, indent + 1, blocks + 1)
             return out
         if isinstance(node, DictOf):
-            out = [f"{pad}if not isinstance({v}, dict): return False"]
+            out = [f"{pad}if not isinstance({v}, dict): {fail}"]
             k, w = self.var(), self.var()
             if node.key != ANY and node.value != ANY:
                 out.append(f"{pad}for {k}, {w} in {v}.items():")
@@ -108,13 +114,13 @@ class _Generator:
             out += self.stmts(node.value, w, indent + 1, blocks + 1)
             return out
         if node.variadic:
-            out = [f"{pad}if not isinstance({v}, _SEQ): return False"]
+            out = [f"{pad}if not isinstance({v}, _SEQ): {fail}"]
             if node.items[0] != ANY:
                 x = self.var()
                 out.append(f"{pad}for {x} in {v}:")
                 out += self.stmts(node.items[0], x, indent + 1, blocks + 1)
             return out
-        out = [f"{pad}if not isinstance({v}, _SEQ) or len({v}) != {len(node.items)}: return False"]
+        out = [f"{pad}if not isinstance({v}, _SEQ) or len({v}) != {len(node.items)}: {fail}"]
         for i, item in enumerate(node.items):
             if item != ANY:
                 x = self.var()
@@ -143,18 +149,24 @@ def _scalar_expr(name: str, v: str) -> str:
 
 
 def record_source(fields: Sequence[tuple[str, TypeNode]]) -> str:
-    """The Python source of the record check for ``fields`` (name, type) in order."""
-    gen = _Generator()
+    """The Python source of the record check for ``fields`` (name, type) in order.
+
+    It defines ``check(p)``, which returns the global ``_OK`` for a valid record and
+    ``_fail(p)`` otherwise; :func:`bind` supplies both, so one compiled code object serves
+    as a boolean check (``False``/``True``) and as ``validate`` (raise/``None``).
+    """
+    gen = _Generator(fail="return _fail(p)")
+    fail = gen.fail
     required = [(n, t) for n, t in fields if not is_nullable(t)]
     optional = [(n, t) for n, t in fields if is_nullable(t)]
-    body = ["def check(p):", "    if type(p) is not dict: return False"]
+    body = ["def check(p):", f"    if type(p) is not dict: {fail}"]
     names: dict[str, str] = {}
     if required:
         body.append("    try:")
         for name, _ in required:
             names[name] = gen.var()
             body.append(f"        {names[name]} = p[{name!r}]")
-        body += ["    except KeyError:", "        return False"]
+        body += ["    except KeyError:", f"        {fail}"]
         for name, node in required:
             body += gen.stmts(node, names[name], 1, 1)
     count = str(len(required))
@@ -165,12 +177,37 @@ def record_source(fields: Sequence[tuple[str, TypeNode]]) -> str:
             v = gen.var()
             body += [f"    {v} = p.get({name!r}, _M)", f"    if {v} is not _M:", "        n += 1"]
             if node == NONE:
-                body.append(f"        if {v} is not None: return False")
+                body.append(f"        if {v} is not None: {fail}")
             elif isinstance(node, UnionOf):
                 body.append(f"        if {v} is not None:")
                 body += gen.stmts(union(node.members[:-1]), v, 3, 2)
-    body.append(f"    return len(p) == {count}")
+    body += [f"    if len(p) != {count}: {fail}", "    return _OK"]
     return "\n".join([*gen.helpers, "\n".join(body), ""])
+
+
+def compile_record(fields: Sequence[tuple[str, TypeNode]]) -> CodeType:
+    """Compile ``fields`` into a code object for :func:`bind`."""
+    for name, _ in fields:
+        if type(name) is not str:  # repr() of anything else could be arbitrary code
+            raise TypeError(f"field names must be str, got {type(name).__name__}")
+    return compile(record_source(fields), "<aicm_manual record check>", "exec")
+
+
+def bind(code: CodeType, fail: Callable[[object], Any], ok: object) -> Callable[[object], Any]:
+    """The record function of ``code``: returns ``ok`` for a valid record, else ``fail(p)``."""
+    namespace = dict(_GLOBALS, _fail=fail, _OK=ok)
+    exec(code, namespace)
+    function: Callable[[object], Any] = namespace["check"]  # type: ignore[assignment]
+    return function
+
+
+def _false(_: object) -> bool:
+    return False
+
+
+def compile_record_check(fields: Sequence[tuple[str, TypeNode]]) -> RecordCheck:
+    """A function that returns True exactly for valid records."""
+    return bind(compile_record(fields), _false, True)
 
 
 def compile_node_check(node: TypeNode) -> RecordCheck:
@@ -181,19 +218,5 @@ def compile_node_check(node: TypeNode) -> RecordCheck:
     """
     gen = _Generator()
     body = ["def check(x):", *gen.stmts(node, "x", 1, 1), "    return True", ""]
-    return _exec("\n".join([*gen.helpers, *body]))
-
-
-def compile_record_check(fields: Sequence[tuple[str, TypeNode]]) -> RecordCheck:
-    """Compile ``fields`` into a function that returns True exactly for valid records."""
-    for name, _ in fields:
-        if type(name) is not str:  # repr() of anything else could be arbitrary code
-            raise TypeError(f"field names must be str, got {type(name).__name__}")
-    return _exec(record_source(fields))
-
-
-def _exec(source: str) -> RecordCheck:
-    namespace = dict(_GLOBALS)
-    exec(compile(source, "<aicm_manual compiled check>", "exec"), namespace)
-    check: RecordCheck = namespace["check"]  # type: ignore[assignment]  # defined by source
-    return check
+    code = compile("\n".join([*gen.helpers, *body]), "<aicm_manual type check>", "exec")
+    return bind(code, _false, True)

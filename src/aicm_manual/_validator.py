@@ -14,12 +14,13 @@ import difflib
 import functools
 import threading
 from collections.abc import Mapping
+from types import CodeType
 from typing import Any
 
 import cachetools
 
 from ._check import ErrorSink, collect_errors, describe
-from ._compile import RecordCheck, compile_node_check, compile_record_check
+from ._compile import RecordCheck, bind, compile_node_check, compile_record
 from ._types import NODE_TYPES, TypeNode, is_nullable
 from ._typestring import parse
 from .errors import SchemaError, TypeStringError, UsageValidationError
@@ -32,7 +33,7 @@ MAX_MESSAGES_PER_FIELD = 20
 PAYLOAD_KEY = "<payload>"
 
 _parse_cache: cachetools.LRUCache[str, TypeNode] = cachetools.LRUCache(maxsize=1024)
-_check_cache: cachetools.LRUCache[Fields, RecordCheck] = cachetools.LRUCache(maxsize=256)
+_check_cache: cachetools.LRUCache[Fields, CodeType] = cachetools.LRUCache(maxsize=256)
 _lock = threading.Lock()
 
 
@@ -42,8 +43,8 @@ def _parse_cached(text: str) -> TypeNode:
 
 
 @cachetools.cached(_check_cache, lock=_lock)
-def _compile_cached(fields: Fields) -> RecordCheck:
-    return compile_record_check(fields)
+def _compile_cached(fields: Fields) -> CodeType:
+    return compile_record(fields)
 
 
 def to_node(spec: object) -> TypeNode:
@@ -57,6 +58,10 @@ def to_node(spec: object) -> TypeNode:
     from ._from_typing import from_typing
 
     return from_typing(spec)
+
+
+def _false(_: object) -> bool:
+    return False
 
 
 @functools.lru_cache(maxsize=1024)
@@ -78,8 +83,6 @@ class TypeValidator:
     :class:`TypeStringError` (or :class:`SchemaError`) here, never at validation time.
     """
 
-    __slots__ = ("_check", "_fields", "_names", "_node_checks", "_sorted_names")
-
     def __init__(self, schema: Mapping[str, Any]) -> None:
         if not isinstance(schema, Mapping):
             raise SchemaError(
@@ -98,7 +101,11 @@ class TypeValidator:
         self._fields: Fields = tuple(fields)
         self._names = frozenset(name for name, _ in fields)
         self._sorted_names = tuple(sorted(self._names))
-        self._check = _compile_cached(self._fields)
+        code = _compile_cached(self._fields)
+        self._check: RecordCheck = bind(code, _false, True)
+        # validate() is the same compiled code answering None or raising: one call on the
+        # valid path instead of a method wrapping the check.
+        self.validate = bind(code, self._raise_errors, None)  # type: ignore[method-assign,assignment]
         # Compiled per-node checks for the error collector, built on the first invalid
         # payload only. Keyed by id(): the nodes live as long as this validator, and
         # hashing a deep frozen tree on every item would cost more than the check.
@@ -119,9 +126,14 @@ class TypeValidator:
         return [name for name, node in self._fields if not is_nullable(node)]
 
     def validate(self, payload: object) -> None:
-        """Return None for a valid payload; raise UsageValidationError listing every problem."""
-        if self._check(payload):
-            return
+        """Return None for a valid payload; raise UsageValidationError listing every problem.
+
+        (Each instance replaces this with its compiled twin; the behaviour is this.)
+        """
+        if not self._check(payload):
+            self._raise_errors(payload)
+
+    def _raise_errors(self, payload: object) -> None:
         error = self.find_errors(payload)
         if error is not None:
             raise error
@@ -172,6 +184,10 @@ class TypeValidator:
 
     def __repr__(self) -> str:
         return f"TypeValidator({self.schema!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The compiled functions cannot be pickled; the trees can, and recompile.
+        return (TypeValidator, (dict(self._fields),))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TypeValidator):
