@@ -211,9 +211,14 @@ def _false(_: object) -> bool:
     return False
 
 
+def record_check(code: CodeType) -> RecordCheck:
+    """The record function of ``code`` as a boolean check."""
+    return bind(code, _false, True)
+
+
 def compile_record_check(fields: Sequence[tuple[str, TypeNode]]) -> RecordCheck:
     """A function that returns True exactly for valid records."""
-    return bind(compile_record(fields), _false, True)
+    return record_check(compile_record(fields))
 
 
 def compile_node_check(node: TypeNode) -> RecordCheck:

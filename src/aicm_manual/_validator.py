@@ -4,8 +4,9 @@
     validator.validate({"tokens": 3, "tags": ["a"]})   # None, or UsageValidationError
     validator.is_valid({"tokens": True, "tags": []})   # False: bool is not int
 
-The compiled fast path decides valid/invalid; only when it says invalid does the
-reference interpreter walk the payload again to collect every problem with its path.
+The compiled fast path decides valid/invalid; only when it says invalid does the error
+collector walk the payload again to report every problem with its path (skipping valid
+items with compiled per-type checks, so paths are built only where something is wrong).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import cachetools
 
 from ._check import ErrorSink, collect_errors, describe
-from ._compile import RecordCheck, bind, compile_node_check, compile_record
+from ._compile import RecordCheck, bind, compile_node_check, compile_record, record_check
 from ._types import NODE_TYPES, TypeNode, is_nullable
 from ._typestring import parse
 from .errors import SchemaError, TypeStringError, UsageValidationError
@@ -58,10 +59,6 @@ def to_node(spec: object) -> TypeNode:
     from ._from_typing import from_typing
 
     return from_typing(spec)
-
-
-def _false(_: object) -> bool:
-    return False
 
 
 @functools.lru_cache(maxsize=1024)
@@ -102,7 +99,7 @@ class TypeValidator:
         self._names = frozenset(name for name, _ in fields)
         self._sorted_names = tuple(sorted(self._names))
         code = _compile_cached(self._fields)
-        self._check: RecordCheck = bind(code, _false, True)
+        self._check: RecordCheck = record_check(code)
         # validate() is the same compiled code answering None or raising: one call on the
         # valid path instead of a method wrapping the check.
         self.validate = bind(code, self._raise_errors, None)  # type: ignore[method-assign,assignment]
