@@ -15,17 +15,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import quote
 
 import cachetools
 
 from ._config import ID_PATTERN, UsageConfig
+from ._http import HttpClient
 from ._secret import Secret
 from .errors import ConfigError, ConfigFetchError, ConfigNotFoundError, TransportError
-
-if TYPE_CHECKING:
-    from ._http import HttpClient
 
 
 class ConfigSource(Protocol):
@@ -90,12 +88,7 @@ class HttpConfigSource:
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self._key = api_key
-        if client is None:
-            # requests costs ~90 ms to import; only processes that fetch configs pay it.
-            from ._http import HttpClient
-
-            client = HttpClient()
-        self._client = client
+        self._client = client if client is not None else HttpClient()
         self._fresh: cachetools.TTLCache[str, UsageConfig] = cachetools.TTLCache(
             maxsize=256, ttl=ttl, timer=clock
         )

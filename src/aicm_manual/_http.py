@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from ._secret import Secret
 from .errors import TransportError
+
+if TYPE_CHECKING:
+    import requests
 
 USER_AGENT = "aicm-manual/0.1"
 DEFAULT_TIMEOUT = 10.0
@@ -38,8 +39,12 @@ class HttpClient:
     """Sends one request at a time over a pooled session."""
 
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        # requests costs ~90 ms to import; only processes that talk HTTP pay for it.
+        import requests
+
+        self._requests = requests
         self._timeout = timeout
-        self._session = requests.Session()
+        self._session: requests.Session = requests.Session()
 
     def request(
         self,
@@ -59,7 +64,7 @@ class HttpClient:
             resp = self._session.request(
                 method, url, headers=sent, data=body, timeout=self._timeout, allow_redirects=False
             )
-        except requests.RequestException as exc:
+        except self._requests.RequestException as exc:
             # The key travels in a header, which requests never puts in its messages.
             raise TransportError(f"{method} {url} failed: {exc}") from exc
         headers_out = {k.lower(): v for k, v in resp.headers.items()}

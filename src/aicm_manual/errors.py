@@ -9,6 +9,8 @@
     ├── InvalidRecordError (ValueError)      a track() argument other than the payload
     ├── TransportError (ConnectionError)     the collector could not be reached or refused
     │   └── ConfigFetchError                 ... while asking for a config
+    ├── DeliveryError (RuntimeError)         an immediate-mode record was not delivered
+    ├── QueueFullError (RuntimeError)        no room in the queue (raise, or block timed out)
     └── TrackerClosedError (RuntimeError)    track() after close()
 
 Each error also derives from the builtin a caller would naturally catch, so
@@ -24,7 +26,9 @@ __all__ = [
     "ConfigError",
     "ConfigFetchError",
     "ConfigNotFoundError",
+    "DeliveryError",
     "InvalidRecordError",
+    "QueueFullError",
     "SchemaError",
     "TrackerClosedError",
     "TransportError",
@@ -175,6 +179,43 @@ class TransportError(AicmError, ConnectionError):
 
 class ConfigFetchError(TransportError):
     """The collector could not be asked for a config, or refused to answer."""
+
+
+class DeliveryError(AicmError, RuntimeError):
+    """A record sent in ``immediate`` mode was not delivered.
+
+    ``record`` is the wire record (a dict), so the caller holds it and nothing is lost
+    silently; ``reason`` says why and ``status`` is the last HTTP status (None when the
+    collector could not be reached). ``permanent`` is True when retrying cannot help
+    (the collector rejected the record).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        record: dict[str, object] | None = None,
+        status: int | None = None,
+        permanent: bool = False,
+    ) -> None:
+        self.record = record
+        self.status = status
+        self.permanent = permanent
+        self.reason = message
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_delivery_error, (self.reason, self.record, self.status, self.permanent))
+
+
+def _rebuild_delivery_error(
+    message: str, record: dict[str, object] | None, status: int | None, permanent: bool
+) -> DeliveryError:
+    return DeliveryError(message, record=record, status=status, permanent=permanent)
+
+
+class QueueFullError(AicmError, RuntimeError):
+    """The delivery queue had no room (``delivery_on_full="raise"``, or ``"block"`` timed out)."""
 
 
 class TrackerClosedError(AicmError, RuntimeError):

@@ -1,0 +1,171 @@
+"""Delivery settings: explicit argument > environment > ``[delivery]`` in AICM.INI > default.
+
+    [delivery]
+    delivery_type = persistent_queue
+    batch_size = 500
+    db_path = ~/.cache/aicm/spool.db
+
+Every option has an environment variable (``AICM_DELIVERY_TYPE``, ``AICM_DB_PATH``,
+``AICM_DELIVERY_BATCH_SIZE`` ...; see ``FIELDS``) and an INI key of the same name in lower
+case without the ``AICM_`` / ``AICM_DELIVERY_`` prefix.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+class DeliveryType(str, enum.Enum):
+    """How records travel: on the caller's thread, through memory, or through a spool."""
+
+    IMMEDIATE = "immediate"
+    MEM_QUEUE = "mem_queue"
+    PERSISTENT_QUEUE = "persistent_queue"
+
+
+class OnFull(str, enum.Enum):
+    """What ``track()`` does when the queue is full."""
+
+    BLOCK = "block"  # wait up to block_timeout for room, then raise QueueFullError
+    RAISE = "raise"  # raise QueueFullError at once
+    BACKPRESSURE = "backpressure"  # drop the oldest queued record (counted, on_discard)
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    delivery_type: DeliveryType = DeliveryType.MEM_QUEUE
+    on_full: OnFull = OnFull.BLOCK
+    # A 100,000-record burst from one thread fits with room to spare; the byte bound is on
+    # serialised JSON, estimated from the sizes of the batches sent so far.
+    queue_size: int = 1_000_000
+    queue_bytes: int = 512 * 1024 * 1024
+    block_timeout: float = 10.0
+    batch_size: int = 1000  # the protocol's maximum per request
+    batch_bytes: int = 4 * 1024 * 1024  # under the protocol's 5 MiB
+    batch_interval: float = 0.2  # the age at which the oldest record leaves anyway
+    timeout: float = 10.0  # per HTTP request
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0  # cap on one wait, Retry-After included
+    retry_budget: float = 600.0  # a mem_queue record gives up after this long failing
+    auth_retry_interval: float = 60.0  # how often a refused key is tried again
+    exit_budget: float = 5.0  # how long the atexit drain may take
+    gzip_min_bytes: int = 64 * 1024  # 0 disables gzip
+    db_path: Path = Path("~/.cache/aicm/spool.db")
+    spool_size: int = 5_000_000  # rows
+    lease_seconds: float = 60.0
+
+    @classmethod
+    def resolve(
+        cls,
+        explicit: Mapping[str, object] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        ini: Mapping[str, Mapping[str, str]] | None = None,
+        ini_path: str = "AICM.INI",
+    ) -> DeliverySettings:
+        """Resolve every field; ``explicit`` holds constructor arguments by field name."""
+        env = os.environ if environ is None else environ
+        section = (ini or {}).get("delivery", {})
+        given = {k: v for k, v in (explicit or {}).items() if v is not None}
+        unknown = set(given) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown delivery settings: {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name, (env_name, parse) in FIELDS.items():
+            if name in given:
+                raw, source = given[name], "argument"
+            elif env.get(env_name):
+                raw, source = env[env_name], "environment"
+            elif section.get(name):
+                raw, source = section[name], f"{ini_path} [delivery]"
+            else:
+                continue
+            try:
+                values[name] = parse(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"setting {env_name} has value {raw!r} (from {source}). {exc}"
+                ) from None
+        settings = replace(cls(), **values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.batch_size > 1000:
+            raise ConfigError("setting AICM_DELIVERY_BATCH_SIZE: the protocol allows 1000 at most")
+        if self.batch_bytes > 5 * 1024 * 1024:
+            raise ConfigError("setting AICM_DELIVERY_BATCH_BYTES: the protocol allows 5 MiB")
+        if self.queue_size < self.batch_size:
+            raise ConfigError("setting AICM_DELIVERY_QUEUE_SIZE must be at least the batch size")
+
+
+def _positive_int(raw: object) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("Expected a positive integer.")
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ValueError("Expected a positive integer.") from None
+    if value < 1:
+        raise ValueError("Expected a positive integer.")
+    return value
+
+
+def _non_negative_int(raw: object) -> int:
+    if str(raw).strip() == "0":
+        return 0
+    return _positive_int(raw)
+
+
+def _seconds(raw: object) -> float:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise ValueError("Expected a number of seconds.") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("Expected a finite number of seconds, zero or more.")
+    return value
+
+
+def _enum(kind: type[enum.Enum]) -> Callable[[object], Any]:
+    def parse(raw: object) -> Any:
+        try:
+            return kind(raw.value if isinstance(raw, enum.Enum) else str(raw).strip().lower())
+        except ValueError:
+            choices = ", ".join(m.value for m in kind)
+            raise ValueError(f"Expected one of: {choices}.") from None
+
+    return parse
+
+
+def _path(raw: object) -> Path:
+    return Path(os.fspath(raw)).expanduser()  # type: ignore[call-overload]
+
+
+FIELDS: dict[str, tuple[str, Callable[[object], Any]]] = {
+    "delivery_type": ("AICM_DELIVERY_TYPE", _enum(DeliveryType)),
+    "on_full": ("AICM_DELIVERY_ON_FULL", _enum(OnFull)),
+    "queue_size": ("AICM_DELIVERY_QUEUE_SIZE", _positive_int),
+    "queue_bytes": ("AICM_DELIVERY_QUEUE_BYTES", _positive_int),
+    "block_timeout": ("AICM_DELIVERY_BLOCK_TIMEOUT", _seconds),
+    "batch_size": ("AICM_DELIVERY_BATCH_SIZE", _positive_int),
+    "batch_bytes": ("AICM_DELIVERY_BATCH_BYTES", _positive_int),
+    "batch_interval": ("AICM_DELIVERY_BATCH_INTERVAL", _seconds),
+    "timeout": ("AICM_DELIVERY_TIMEOUT", _seconds),
+    "backoff_initial": ("AICM_DELIVERY_BACKOFF_INITIAL", _seconds),
+    "backoff_max": ("AICM_DELIVERY_BACKOFF_MAX", _seconds),
+    "retry_budget": ("AICM_DELIVERY_RETRY_BUDGET", _seconds),
+    "auth_retry_interval": ("AICM_DELIVERY_AUTH_RETRY_INTERVAL", _seconds),
+    "exit_budget": ("AICM_DELIVERY_EXIT_BUDGET", _seconds),
+    "gzip_min_bytes": ("AICM_DELIVERY_GZIP_MIN_BYTES", _non_negative_int),
+    "db_path": ("AICM_DB_PATH", _path),
+    "spool_size": ("AICM_DELIVERY_SPOOL_SIZE", _positive_int),
+    "lease_seconds": ("AICM_DELIVERY_LEASE_SECONDS", _seconds),
+}

@@ -1,0 +1,359 @@
+"""The persistent spool: a SQLite file where records wait until the collector has them.
+
+    spool = Spool(path, owner=owner_id())
+    spool.put(key_ref, api_base, response_id, body)      # committed before it returns
+    rows = spool.claim({key_ref}, limit=1000, lease_seconds=60)
+    spool.ack([r.id for r in rows])                      # delete once delivered
+
+Guarantees: WAL with ``synchronous=NORMAL``, so a committed ``put`` survives the process
+being killed (not a power cut). Claims are atomic (``BEGIN IMMEDIATE``) and leased to an
+owner until an expiry; a process never takes rows another live process holds, but rows of
+an owner that died on this host are taken back at once. Rows store a key *reference* (a
+SHA-256), never the key. Rejected records move to ``dead_letters`` with the reason.
+
+Each Spool object is one connection guarded by its own lock; give each thread role (the
+callers, the worker, the CLI) its own Spool.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import AicmError
+
+SCHEMA_VERSION = 1
+_HOST = socket.gethostname()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key_ref TEXT NOT NULL,
+    api_base TEXT NOT NULL,
+    response_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    enqueued_at REAL NOT NULL,
+    lease_owner TEXT,
+    lease_expires REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS records_ready ON records (key_ref, lease_expires, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key_ref TEXT NOT NULL,
+    api_base TEXT NOT NULL,
+    response_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
+"""
+
+
+class SpoolError(AicmError, OSError):
+    """The spool file cannot be opened or used."""
+
+
+def owner_id() -> str:
+    """``host:pid:random``: unique per process, and tells whether the owner still lives."""
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return True  # another machine's process: only its lease expiry can tell
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolRow:
+    id: int
+    key_ref: str
+    api_base: str
+    response_id: str
+    body: bytes
+    enqueued_at: float
+    attempts: int = 0
+    reason: str | None = None  # dead letters only
+
+
+class Spool:
+    def __init__(
+        self, path: str | Path, *, owner: str | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.owner = owner or owner_id()
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._check_version()
+        except (sqlite3.Error, OSError) as exc:
+            raise SpoolError(f"cannot open spool {str(self.path)!r}: {exc}") from exc
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise SpoolError(
+                f"spool {str(self.path)!r} has schema version {row[0]}; this aicm-manual "
+                f"understands up to {SCHEMA_VERSION}"
+            )
+
+    def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock:
+            try:
+                return fn(self._db)
+            except sqlite3.Error as exc:
+                raise SpoolError(f"spool {str(self.path)!r}: {exc}") from exc
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        def run(db: sqlite3.Connection) -> Any:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return self._run(run)
+
+    # -- callers ---------------------------------------------------------------------------
+
+    def put(self, key_ref: str, api_base: str, response_id: str, body: bytes) -> None:
+        """Store one record; committed when this returns."""
+        now = self._clock()
+        self._run(
+            lambda db: db.execute(
+                "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key_ref, api_base, response_id, body, now),
+            )
+        )
+
+    def count(self) -> int:
+        return int(self._run(lambda db: db.execute("SELECT count(*) FROM records").fetchone()[0]))
+
+    def drop_oldest(self, n: int) -> list[SpoolRow]:
+        """Delete and return the ``n`` oldest unleased records (the backpressure policy)."""
+        now = self._clock()
+
+        def run(db: sqlite3.Connection) -> list[SpoolRow]:
+            rows = db.execute(
+                "SELECT id, key_ref, api_base, response_id, body, enqueued_at, attempts"
+                " FROM records WHERE lease_expires < ? ORDER BY id LIMIT ?",
+                (now, n),
+            ).fetchall()
+            db.executemany("DELETE FROM records WHERE id = ?", [(r[0],) for r in rows])
+            return [SpoolRow(*r) for r in rows]
+
+        result: list[SpoolRow] = self._transaction(run)
+        return result
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def claim(self, key_refs: Collection[str], limit: int, lease_seconds: float) -> list[SpoolRow]:
+        """Lease up to ``limit`` ready rows whose key this process knows, oldest first."""
+        if not key_refs or limit <= 0:
+            return []
+        now = self._clock()
+        marks = ",".join("?" * len(key_refs))
+
+        def run(db: sqlite3.Connection) -> list[SpoolRow]:
+            rows = db.execute(
+                f"UPDATE records SET lease_owner = ?, lease_expires = ?, attempts = attempts + 1"
+                f" WHERE id IN (SELECT id FROM records WHERE key_ref IN ({marks})"
+                f" AND lease_expires < ? ORDER BY id LIMIT ?)"
+                f" RETURNING id, key_ref, api_base, response_id, body, enqueued_at, attempts",
+                (self.owner, now + lease_seconds, *key_refs, now, limit),
+            ).fetchall()
+            return sorted((SpoolRow(*r) for r in rows), key=lambda r: r.id)
+
+        result: list[SpoolRow] = self._transaction(run)
+        return result
+
+    def ack(self, ids: Sequence[int]) -> None:
+        """Delete delivered rows."""
+        if ids:
+            self._transaction(
+                lambda db: db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+            )
+
+    def release(self, ids: Sequence[int], not_before: float) -> None:
+        """Give rows back, claimable by anyone from ``not_before`` (wall clock)."""
+        if ids:
+            self._transaction(
+                lambda db: db.executemany(
+                    "UPDATE records SET lease_owner = NULL, lease_expires = ? WHERE id = ?",
+                    [(not_before, i) for i in ids],
+                )
+            )
+
+    def dead_letter(self, rows: Iterable[tuple[SpoolRow, str]]) -> None:
+        """Move rows to dead_letters with their reasons."""
+        items = list(rows)
+        if not items:
+            return
+        now = self._clock()
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO dead_letters (key_ref, api_base, response_id, body, reason,"
+                " failed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.key_ref, r.api_base, r.response_id, r.body, why, now) for r, why in items],
+            )
+            db.executemany("DELETE FROM records WHERE id = ?", [(r.id,) for r, _ in items])
+
+        self._transaction(run)
+
+    def add_dead_letters(self, items: Iterable[tuple[str, str, str, bytes, str]]) -> None:
+        """Store dead letters of records that never were in the spool (memory queue)."""
+        rows = list(items)
+        if rows:
+            now = self._clock()
+            self._transaction(
+                lambda db: db.executemany(
+                    "INSERT INTO dead_letters (key_ref, api_base, response_id, body, reason,"
+                    " failed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(*r, now) for r in rows],
+                )
+            )
+
+    def free_dead_owners(self) -> int:
+        """Release leases held by processes of this host that no longer exist."""
+        now = self._clock()
+        owners = self._run(
+            lambda db: db.execute(
+                "SELECT DISTINCT lease_owner FROM records"
+                " WHERE lease_owner IS NOT NULL AND lease_expires >= ?",
+                (now,),
+            ).fetchall()
+        )
+        dead = [o for (o,) in owners if o != self.owner and not _owner_alive(o)]
+        freed = 0
+        for owner in dead:
+
+            def free(db: sqlite3.Connection, owner: str = owner) -> int:
+                cursor = db.execute(
+                    "UPDATE records SET lease_owner = NULL, lease_expires = 0"
+                    " WHERE lease_owner = ?",
+                    (owner,),
+                )
+                return int(cursor.rowcount)
+
+            freed += self._transaction(free)
+        return freed
+
+    # -- inspection (health, CLI) ----------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        now = self._clock()
+
+        def run(db: sqlite3.Connection) -> dict[str, Any]:
+            per_key = db.execute(
+                "SELECT key_ref, count(*), min(enqueued_at),"
+                " sum(CASE WHEN lease_expires >= ? AND lease_owner IS NOT NULL THEN 1 ELSE 0 END)"
+                " FROM records GROUP BY key_ref",
+                (now,),
+            ).fetchall()
+            dead = db.execute(
+                "SELECT key_ref, count(*) FROM dead_letters GROUP BY key_ref"
+            ).fetchall()
+            return {
+                "path": str(self.path),
+                "records": sum(r[1] for r in per_key),
+                "dead_letters": sum(r[1] for r in dead),
+                "oldest_enqueued_at": min((r[2] for r in per_key), default=None),
+                "by_key": {
+                    r[0]: {"records": r[1], "leased": r[3], "oldest_enqueued_at": r[2]}
+                    for r in per_key
+                },
+                "dead_by_key": {r[0]: r[1] for r in dead},
+            }
+
+        result: dict[str, Any] = self._run(run)
+        return result
+
+    def rows(self, table: str = "records", limit: int = 50) -> list[SpoolRow]:
+        if table == "records":
+            sql = (
+                "SELECT id, key_ref, api_base, response_id, body, enqueued_at, attempts"
+                " FROM records ORDER BY id LIMIT ?"
+            )
+            return [
+                SpoolRow(*r) for r in self._run(lambda db: db.execute(sql, (limit,)).fetchall())
+            ]
+        if table == "dead_letters":
+            sql = (
+                "SELECT id, key_ref, api_base, response_id, body, failed_at, 0, reason"
+                " FROM dead_letters ORDER BY id LIMIT ?"
+            )
+            return [
+                SpoolRow(*r) for r in self._run(lambda db: db.execute(sql, (limit,)).fetchall())
+            ]
+        raise ValueError(f"unknown table {table!r}")
+
+    def requeue(self, ids: Sequence[int] | None) -> int:
+        """Move dead letters (all when ``ids`` is None) back to the queue."""
+        now = self._clock()
+        where, args = _selection(ids)
+
+        def run(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
+                f" SELECT key_ref, api_base, response_id, body, ? FROM dead_letters{where}",
+                (now, *args),
+            )
+            db.execute(f"DELETE FROM dead_letters{where}", args)
+            return int(cursor.rowcount)
+
+        result: int = self._transaction(run)
+        return result
+
+    def purge(self, table: str, ids: Sequence[int] | None) -> int:
+        """Delete rows of ``table`` (all when ``ids`` is None); an empty list deletes nothing."""
+        if table not in ("records", "dead_letters"):
+            raise ValueError(f"unknown table {table!r}")
+        where, args = _selection(ids)
+        cursor = self._transaction(lambda db: db.execute(f"DELETE FROM {table}{where}", args))
+        return int(cursor.rowcount)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _selection(ids: Sequence[int] | None) -> tuple[str, tuple[int, ...]]:
+    if ids is None:
+        return "", ()
+    if not ids:
+        return " WHERE 0", ()
+    return f" WHERE id IN ({','.join('?' * len(ids))})", tuple(int(i) for i in ids)
