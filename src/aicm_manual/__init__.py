@@ -2,6 +2,9 @@
 
 from ._config import UsageConfig
 from ._config_sources import DirectoryConfigSource, HttpConfigSource
+from ._delivery_settings import DeliverySettings, DeliveryType, OnFull
+from ._engine import DeliveryEngine
+from ._global import get_global_delivery, get_global_delivery_health, reset_global_delivery
 from ._records import UsageRecord
 from ._secret import Secret
 from ._tracker import Tracker
@@ -11,7 +14,9 @@ from .errors import (
     ConfigError,
     ConfigFetchError,
     ConfigNotFoundError,
+    DeliveryError,
     InvalidRecordError,
+    QueueFullError,
     SchemaError,
     TrackerClosedError,
     TransportError,
@@ -26,9 +31,15 @@ __all__ = [
     "ConfigError",
     "ConfigFetchError",
     "ConfigNotFoundError",
+    "DeliveryEngine",
+    "DeliveryError",
+    "DeliverySettings",
+    "DeliveryType",
     "DirectoryConfigSource",
     "HttpConfigSource",
     "InvalidRecordError",
+    "OnFull",
+    "QueueFullError",
     "SchemaError",
     "Secret",
     "Tracker",
@@ -40,4 +51,7 @@ __all__ = [
     "UsageRecord",
     "UsageValidationError",
     "__version__",
+    "get_global_delivery",
+    "get_global_delivery_health",
+    "reset_global_delivery",
 ]

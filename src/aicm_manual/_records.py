@@ -7,7 +7,8 @@ turning it into JSON (``to_wire``) is the delivery worker's job, done a batch at
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -20,10 +21,14 @@ MAX_ID_LENGTH = 255
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where a record goes and with which credentials. Shared by all records of a tracker;
-    the delivery groups records by target, so keys are never mixed."""
+    the delivery groups records by (api_base, api_key), so keys are never mixed.
+    ``on_discard`` (the tracker's callback) rides along without taking part in grouping."""
 
     api_base: str
     api_key: Secret | None
+    on_discard: Callable[[list[dict[str, Any]], str], None] | None = field(
+        default=None, compare=False, hash=False
+    )
 
     def __repr__(self) -> str:
         key = "None" if self.api_key is None else "[secure]"

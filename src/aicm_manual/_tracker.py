@@ -19,6 +19,9 @@ from typing import Any
 
 from ._config import UsageConfig
 from ._config_sources import ConfigSource, DirectoryConfigSource, shared_http_source
+from ._delivery_settings import DeliverySettings, DeliveryType, OnFull
+from ._engine import OnDiscard
+from ._global import get_global_delivery
 from ._ids import new_response_id
 from ._records import (
     Delivery,
@@ -31,7 +34,7 @@ from ._records import (
 from ._secret import Secret
 from ._settings import Settings
 from ._validator import TypeValidator
-from .errors import AicmError, InvalidRecordError, TrackerClosedError
+from .errors import InvalidRecordError, TrackerClosedError
 
 DEFAULT_CLOSE_TIMEOUT = 10.0
 
@@ -41,7 +44,9 @@ class Tracker:
 
     Settings follow DESIGN section 7: explicit argument > environment > AICM.INI >
     default. Configs come from ``schemas_dir`` (or ``AICM_SCHEMAS_DIR``) when set, else
-    from the collector at ``aicm_api_base``. ``delivery`` receives every valid record.
+    from the collector at ``aicm_api_base``. Records go to the process's delivery engine
+    in ``delivery_type`` mode (``mem_queue`` by default); ``delivery=`` replaces the
+    engine with any object implementing the Delivery protocol (e.g. CapturingDelivery).
     """
 
     def __init__(
@@ -53,17 +58,15 @@ class Tracker:
         aicm_api_base: str | None = None,
         schemas_dir: str | os.PathLike[str] | None = None,
         aicm_ini_path: str | os.PathLike[str] | None = None,
+        delivery_type: DeliveryType | str | None = None,
+        delivery_on_full: OnFull | str | None = None,
+        on_discard: OnDiscard | None = None,
+        db_path: str | os.PathLike[str] | None = None,
+        delivery_options: Mapping[str, object] | None = None,
         delivery: Delivery | None = None,
         config_source: ConfigSource | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        if delivery is None:
-            # The background delivery engine (issue 3) will be the default; until it
-            # lands, refusing is better than accepting records that go nowhere.
-            raise AicmError(
-                "Tracker needs a delivery= object; use aicm_manual.testing.CapturingDelivery() "
-                "to capture records in memory"
-            )
         self.settings = Settings.resolve(
             aicm_api_key=aicm_api_key,
             aicm_api_base=aicm_api_base,
@@ -83,8 +86,24 @@ class Tracker:
         self.config_id = config_id
         self.service_id = service_id
         self._validate = self.config.validator.validate
-        self._target = Target(self.settings.api_base, self.settings.api_key)
-        self._delivery = delivery
+        self._target = Target(self.settings.api_base, self.settings.api_key, on_discard)
+        self.delivery_settings = DeliverySettings.resolve(
+            {
+                **(delivery_options or {}),
+                "delivery_type": delivery_type,
+                "on_full": delivery_on_full,
+                "db_path": db_path,
+            },
+            environ=environ,
+            ini=self.settings.ini,
+            ini_path=str(self.settings.ini_path),
+        )
+        if delivery is None:
+            engine = get_global_delivery(self.delivery_settings)
+            engine.register(self._target)
+            delivery = engine.lane(self.delivery_settings.delivery_type)
+        self._delivery: Delivery = delivery
+        self._submit = delivery.submit
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -138,7 +157,7 @@ class Tracker:
             client_customer_key,
             None if context is None else copy_value(dict(context)),
         )
-        self._delivery.submit(record, self._target)
+        self._submit(record, self._target)
         return response_id
 
     def flush(self, timeout: float | None = None) -> int:

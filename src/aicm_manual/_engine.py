@@ -1,0 +1,790 @@
+"""The delivery engine: one worker thread that batches, sends and retries every record.
+
+    engine = DeliveryEngine(DeliverySettings())
+    engine.submit(record, target)          # mem_queue: an append, no lock, no syscall
+    engine.submit_durable(record, target)  # persistent_queue: a committed SQLite insert
+    engine.send_now(record, target)        # immediate: on the caller's thread, with retries
+    engine.flush(timeout=5)                # -> records still pending
+
+The hot path appends ``(record, target)`` to a deque (atomic under the GIL) and wakes the
+worker only when the queue was empty or a batch has filled. The worker owns everything
+else: it encodes records, groups them per (endpoint, key), sends one request per group,
+reads the per-record results, and keeps per-key backoff so one throttled or refused key
+never stalls the others. No lock is ever held across I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._delivery_settings import DeliverySettings, DeliveryType
+from ._http import HttpResponse
+from ._records import Target, UsageRecord
+from ._retry import AUTH_STATUSES, Backoff, is_retryable, parse_retry_after
+from ._spool import Spool, SpoolRow
+from ._wire import Outcome, encode_batch, encode_record, parse_results
+from .errors import DeliveryError, InvalidRecordError, QueueFullError, TransportError
+
+log = logging.getLogger("aicm_manual.delivery")
+
+OnDiscard = Callable[[list[dict[str, Any]], str], None]
+ANONYMOUS = "anonymous"
+
+
+class Transport(Protocol):
+    """Sends one batch body to a target's collector and returns its answer.
+
+    Raises TransportError when there is no answer (refused, timeout, reset).
+    """
+
+    def send(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResponse: ...
+
+    def close(self) -> None: ...
+
+
+class HttpTransport:
+    """POST ``{api_base}/api/v1/track`` over the package's one HTTP client."""
+
+    def __init__(self, timeout: float) -> None:
+        from ._http import HttpClient
+
+        self._client = HttpClient(timeout=timeout)
+
+    def send(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResponse:
+        url = f"{target.api_base}/api/v1/track"
+        return self._client.request("POST", url, api_key=target.api_key, headers=headers, body=body)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def key_ref(target: Target) -> str:
+    """What the spool stores instead of the key: its SHA-256, or "anonymous"."""
+    if target.api_key is None:
+        return ANONYMOUS
+    return hashlib.sha256(target.api_key.reveal().encode()).hexdigest()
+
+
+class Lane:
+    """The engine seen through the Tracker's Delivery protocol, in one mode."""
+
+    __slots__ = ("_flush", "_submit")
+
+    def __init__(
+        self, submit: Callable[[UsageRecord, Target], None], flush: Callable[[float | None], int]
+    ) -> None:
+        self._submit = submit
+        self._flush = flush
+
+    def submit(self, record: UsageRecord, target: Target) -> None:
+        self._submit(record, target)
+
+    def flush(self, timeout: float | None = None) -> int:
+        return self._flush(timeout)
+
+
+@dataclass(slots=True)
+class _Entry:
+    response_id: str
+    body: bytes
+    record: UsageRecord | None = None  # memory entries
+    row: SpoolRow | None = None  # spool entries
+    on_discard: OnDiscard | None = None
+
+
+@dataclass
+class _KeyState:
+    """Per (endpoint, key): what waits, and when it may be tried again."""
+
+    target: Target
+    key_ref: str
+    pending: deque[_Entry] = field(default_factory=deque)
+    first_pending_at: float | None = None
+    next_attempt: float = 0.0
+    attempts: int = 0
+    failing_since: float | None = None
+    parked: bool = False  # the collector refused this key (401/403): kept, tried slowly
+    batch_limit: int = 1000  # lowered when the collector answers 413
+    last_error: str | None = None
+    delivered: int = 0
+    rejected: int = 0
+
+
+class _LogLimiter:
+    """At most one log line per kind of event per interval (drops come in bursts)."""
+
+    def __init__(self, interval: float = 30.0) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e18) < self._interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        suppressed = self._suppressed.pop(kind, 0)
+        if suppressed:
+            message += f" ({suppressed} similar events not logged)"
+        log.warning(message, *args)
+
+
+class DeliveryEngine:
+    """One per process in normal use (see ``get_global_delivery``)."""
+
+    def __init__(
+        self,
+        settings: DeliverySettings | None = None,
+        *,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] | None = None,
+    ) -> None:
+        self.settings = settings or DeliverySettings()
+        self._transport_arg = transport
+        self._clock = clock
+        self._wall = wall_clock
+        self._backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max, jitter)
+        self._logs = _LogLimiter()
+        self._init_state()
+        weak = weakref.WeakMethod(self._after_fork)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=lambda: (m := weak()) is not None and m())
+
+    def _init_state(self) -> None:
+        s = self.settings
+        self._queue: deque[tuple[UsageRecord, Target]] = deque()
+        self._capacity = s.queue_size
+        self._batch_size = s.batch_size
+        self._avg_bytes = 512.0
+        self._pending_total = 0
+        self._states: dict[Target, _KeyState] = {}
+        self._keys: dict[str, Target] = {}  # key_ref -> a target carrying that key
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # counters touched off the worker, and start-up
+        self._flushing = 0
+        self._thread: threading.Thread | None = None
+        self._transport: Transport | None = self._transport_arg
+        self._spool: Spool | None = None  # callers' connection
+        self._worker_spool: Spool | None = None
+        self._spool_known = 0  # rows of known keys, as of the worker's last look
+        self._spool_put = 0
+        self._next_owner_check = 0.0
+        self._closed = False
+        self.total_drained = 0
+        self.total_delivered = 0
+        self.total_rejected = 0
+        self.total_discarded = 0
+        self.discarded_by_reason: dict[str, int] = {}
+        self.total_retries = 0
+        self.total_batches = 0
+        self.total_requests = 0
+        self.immediate_sent = 0
+        self.last_error: str | None = None
+        self.last_success_at: float | None = None
+        self.dead_letters: deque[tuple[dict[str, Any], str]] = deque(maxlen=1000)
+
+    def _after_fork(self) -> None:
+        # The parent still owns (and will deliver) what was queued; the child starts empty
+        # with its own thread, locks and spool connections.
+        self._init_state()
+
+    # -- callers ---------------------------------------------------------------------------
+
+    def register(self, target: Target) -> None:
+        """Make a key known, so spooled rows carrying its reference can be sent."""
+        self._keys.setdefault(key_ref(target), target)
+
+    def submit(self, record: UsageRecord, target: Target) -> None:
+        """mem_queue: queue a record for the worker. Never blocks unless the queue is full."""
+        queue = self._queue
+        if len(queue) + self._pending_total >= self._capacity:
+            self._full(record, target)
+        if self._thread is None:
+            self._start()
+        was_empty = not queue
+        queue.append((record, target))
+        if was_empty or len(queue) % self._batch_size == 0:
+            self._wake.set()
+
+    def submit_durable(self, record: UsageRecord, target: Target) -> None:
+        """persistent_queue: commit the record to the spool before returning."""
+        try:
+            body = encode_record(record)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRecordError(f"usage cannot be sent as JSON: {exc}") from exc
+        spool = self._spool or self._open_spool()
+        ref = key_ref(target)
+        self._keys.setdefault(ref, target)
+        if self._spool_known >= self.settings.spool_size:
+            self._spool_full(spool, target)
+        spool.put(ref, target.api_base, record.response_id, body)
+        with self._lock:
+            self._spool_put += 1
+            self._spool_known += 1
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+
+    def send_now(self, record: UsageRecord, target: Target) -> None:
+        """immediate: send on this thread with retries; raise DeliveryError if it fails."""
+        try:
+            body = encode_record(record)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRecordError(f"usage cannot be sent as JSON: {exc}") from exc
+        wire = record.to_wire()
+        deadline = self._clock() + min(self.settings.retry_budget, 60.0)
+        attempt = 0
+        with self._lock:
+            self.immediate_sent += 1
+        while True:
+            attempt += 1
+            status, outcomes, retry_after, error = self._post(target, [body], [record.response_id])
+            if outcomes is not None:
+                outcome = outcomes[0]
+                if outcome.delivered:
+                    with self._lock:
+                        self.total_delivered += 1
+                        self.last_success_at = self._wall()
+                    return
+                with self._lock:
+                    self.total_rejected += 1
+                reason = f"{outcome.status}: {'; '.join(outcome.errors) or 'no reason given'}"
+                raise DeliveryError(reason, record=wire, status=status, permanent=True)
+            self.last_error = error
+            if not is_retryable(status):
+                raise DeliveryError(error, record=wire, status=status, permanent=False)
+            delay = self._backoff.delay(attempt, retry_after)
+            if self._clock() + delay > deadline:
+                raise DeliveryError(
+                    f"gave up after {attempt} attempts: {error}", record=wire, status=status
+                )
+            with self._lock:
+                self.total_retries += 1
+            self._stop.wait(delay)
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Send everything queued now, waiting up to ``timeout`` seconds (None: until done).
+
+        Returns how many records are still pending; never discards anything.
+        """
+        deadline = None if timeout is None else self._clock() + timeout
+        with self._cond:
+            self._flushing += 1
+        try:
+            self._wake.set()
+            while True:
+                left = self.outstanding()
+                if left == 0 or self._thread is None or not self._thread.is_alive():
+                    return left
+                remaining = None if deadline is None else deadline - self._clock()
+                if remaining is not None and remaining <= 0:
+                    return left
+                with self._cond:
+                    self._cond.wait(0.05 if remaining is None else min(0.05, remaining))
+        finally:
+            with self._cond:
+                self._flushing -= 1
+
+    def close(self, timeout: float | None = None) -> int:
+        """Flush within ``timeout``, stop the worker, and return the records left.
+
+        Records left in memory are counted as discarded ("shutdown") and logged; spooled
+        ones stay on disk for the next process.
+        """
+        left = self.flush(timeout)
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(1.0, self.settings.timeout + 1.0))
+        self._closed = True
+        self._thread = None  # a later submit() fails loudly instead of queueing for no one
+        lost: list[tuple[dict[str, Any], OnDiscard | None]] = []
+        while self._queue:
+            record, target = self._queue.popleft()
+            lost.append((record.to_wire(), target.on_discard))
+        for state in self._states.values():
+            for entry in state.pending:
+                if entry.record is not None:
+                    lost.append((entry.record.to_wire(), entry.on_discard))
+            state.pending.clear()
+        self._pending_total = 0
+        if lost:
+            self._discard(lost, "shutdown")
+        if self._transport is not None:
+            self._transport.close()
+        for spool in (self._spool, self._worker_spool):
+            if spool is not None:
+                spool.close()
+        return left
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def lane(self, delivery_type: DeliveryType) -> Lane:
+        """The submit/flush pair a Tracker uses for one delivery type."""
+        submit = {
+            DeliveryType.MEM_QUEUE: self.submit,
+            DeliveryType.PERSISTENT_QUEUE: self.submit_durable,
+            DeliveryType.IMMEDIATE: self.send_now,
+        }[delivery_type]
+        return Lane(submit, self.flush)
+
+    def outstanding(self) -> int:
+        """Records not yet delivered: queued, being sent, or in the spool for known keys."""
+        return len(self._queue) + self._pending_total + self._spool_known
+
+    # -- on full ----------------------------------------------------------------------------
+
+    def _full(self, record: UsageRecord, target: Target) -> None:
+        policy = self.settings.on_full.value
+        if policy == "raise":
+            raise QueueFullError(f"delivery queue is full ({self._capacity} records)")
+        if policy == "backpressure":
+            try:
+                old_record, old_target = self._queue.popleft()
+            except IndexError:  # everything waits in the worker's hands: refuse the new one
+                old_record, old_target = record, target
+            self._discard([(old_record.to_wire(), old_target.on_discard)], "queue_full")
+            return
+        deadline = self._clock() + self.settings.block_timeout
+        self._wake.set()
+        while len(self._queue) + self._pending_total >= self._capacity:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise QueueFullError(
+                    f"delivery queue stayed full ({self._capacity} records) for "
+                    f"{self.settings.block_timeout} s"
+                )
+            with self._cond:
+                self._cond.wait(min(remaining, 0.05))
+
+    def _spool_full(self, spool: Spool, target: Target) -> None:
+        policy = self.settings.on_full.value
+        if policy == "backpressure":
+            dropped = spool.drop_oldest(1)
+            with self._lock:
+                self._spool_known -= len(dropped)
+            self._discard([(_decode(r.body), target.on_discard) for r in dropped], "spool_full")
+            return
+        if policy == "block":
+            deadline = self._clock() + self.settings.block_timeout
+            while self._spool_known >= self.settings.spool_size and self._clock() < deadline:
+                self._wake.set()
+                with self._cond:
+                    self._cond.wait(0.05)
+            if self._spool_known < self.settings.spool_size:
+                return
+        raise QueueFullError(f"spool is full ({self.settings.spool_size} records)")
+
+    def _discard(self, items: list[tuple[dict[str, Any], OnDiscard | None]], reason: str) -> None:
+        with self._lock:
+            self.total_discarded += len(items)
+            self.discarded_by_reason[reason] = self.discarded_by_reason.get(reason, 0) + len(items)
+        self._logs.warning(
+            "discard:" + reason, "aicm: discarded %d record(s): %s", len(items), reason
+        )
+        callbacks: dict[int, tuple[OnDiscard, list[dict[str, Any]]]] = {}
+        for wire, callback in items:
+            if callback is not None:
+                callbacks.setdefault(id(callback), (callback, []))[1].append(wire)
+        for callback, wires in callbacks.values():
+            try:
+                callback(wires, reason)
+            except Exception:  # a user callback must not take the worker down
+                log.exception("aicm: on_discard callback raised")
+
+    # -- worker -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            if self._closed:
+                raise DeliveryError("the delivery engine is closed")
+            if self._transport is None:
+                self._transport = HttpTransport(self.settings.timeout)
+            self._thread = threading.Thread(target=self._run, name="aicm-delivery", daemon=True)
+            self._thread.start()
+
+    def _open_spool(self) -> Spool:
+        with self._lock:
+            if self._spool is None:
+                self._spool = Spool(self.settings.db_path)
+                self._worker_spool = Spool(self.settings.db_path, owner=self._spool.owner)
+                self._spool_known = self._worker_spool.count()
+            return self._spool
+
+    def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                self._cycle()
+            except Exception as exc:  # keep delivering; report it
+                self.last_error = f"worker: {type(exc).__name__}: {exc}"
+                log.exception("aicm: delivery worker error")
+            with self._cond:
+                self._cond.notify_all()
+            if self._stop.is_set():
+                return
+            self._wake.wait(self._sleep_time())
+
+    def _sleep_time(self) -> float | None:
+        now = self._clock()
+        waits: list[float] = []
+        poll = max(0.005, min(0.05, self.settings.batch_interval / 2))
+        if self._queue or self._flushing:
+            waits.append(poll)
+        for state in self._states.values():
+            if state.pending:
+                waits.append(max(0.0, state.next_attempt - now) or poll)
+        if self._worker_spool is not None:
+            waits.append(poll if self._spool_known else 1.0)
+        return min(waits) if waits else None
+
+    def _cycle(self) -> None:
+        now = self._clock()
+        self._drain_memory(now)
+        if self._worker_spool is not None:
+            self._claim_spool(now)
+        flushing = self._flushing > 0 or self._stop.is_set()
+        for state in list(self._states.values()):
+            while state.pending and state.next_attempt <= self._clock():
+                full = len(state.pending) >= min(state.batch_limit, self._batch_size)
+                due = (
+                    state.first_pending_at is not None
+                    and now - state.first_pending_at >= self.settings.batch_interval
+                )
+                if not (full or due or flushing):
+                    break
+                self._send(state)
+        if self._worker_spool is not None and now >= self._next_owner_check:
+            self._next_owner_check = now + 5.0
+            self._worker_spool.free_dead_owners()
+            self._spool_known = self._count_known()
+
+    def _state(self, target: Target) -> _KeyState:
+        state = self._states.get(target)
+        if state is None:
+            state = self._states[target] = _KeyState(target, key_ref(target))
+            state.batch_limit = self._batch_size
+        return state
+
+    def _drain_memory(self, now: float) -> None:
+        queue = self._queue
+        count = len(queue)
+        if not count:
+            return
+        total_bytes = 0
+        for _ in range(count):
+            record, target = queue.popleft()
+            try:
+                body = encode_record(record)
+            except (TypeError, ValueError) as exc:
+                self._dead([(record.to_wire(), target, f"not JSON-serialisable: {exc}")])
+                continue
+            total_bytes += len(body)
+            state = self._state(target)
+            if not state.pending:
+                state.first_pending_at = now
+            state.pending.append(_Entry(record.response_id, body, record, None, target.on_discard))
+        self._pending_total += count
+        self.total_drained += count
+        # Keep the byte bound: capacity in records from the average encoded size so far.
+        self._avg_bytes = 0.9 * self._avg_bytes + 0.1 * (total_bytes / count)
+        by_bytes = int(self.settings.queue_bytes / max(self._avg_bytes, 1.0))
+        self._capacity = max(self._batch_size, min(self.settings.queue_size, by_bytes))
+
+    def _claim_spool(self, now: float) -> None:
+        spool = self._worker_spool
+        assert spool is not None
+        if not self._spool_known:
+            return
+        wanted = {
+            ref: target
+            for ref, target in self._keys.items()
+            if all(
+                s.next_attempt <= now and len(s.pending) < self._batch_size
+                for t, s in self._states.items()
+                if s.key_ref == ref
+            )
+        }
+        if not wanted:
+            return
+        rows = spool.claim(wanted, 2 * self._batch_size, self.settings.lease_seconds)
+        for row in rows:
+            target = wanted[row.key_ref]
+            if row.api_base != target.api_base:
+                target = Target(row.api_base, target.api_key, target.on_discard)
+            state = self._state(target)
+            if not state.pending:
+                state.first_pending_at = now - self.settings.batch_interval  # already waited
+            state.pending.append(_Entry(row.response_id, row.body, None, row, None))
+            self._pending_total += 1
+        with self._lock:
+            self._spool_known -= len(rows)
+
+    def _count_known(self) -> int:
+        assert self._worker_spool is not None
+        by_key = self._worker_spool.stats()["by_key"]
+        return sum(v["records"] - v["leased"] for k, v in by_key.items() if k in self._keys)
+
+    def _take(self, state: _KeyState) -> list[_Entry]:
+        limit = min(state.batch_limit, self._batch_size)
+        entries: list[_Entry] = []
+        size = 0
+        while state.pending and len(entries) < limit:
+            entry = state.pending[0]
+            if entries and size + len(entry.body) + 1 > self.settings.batch_bytes:
+                break
+            entries.append(state.pending.popleft())
+            size += len(entry.body) + 1
+        return entries
+
+    def _post(
+        self, target: Target, bodies: Sequence[bytes], ids: Sequence[str]
+    ) -> tuple[int | None, list[Outcome] | None, float | None, str]:
+        """One request: (status, outcomes or None, Retry-After seconds, error text)."""
+        transport = self._transport
+        if transport is None:  # immediate mode never starts the worker
+            with self._lock:
+                transport = self._transport = self._transport or HttpTransport(
+                    self.settings.timeout
+                )
+        body = encode_batch(bodies)
+        headers = {"Content-Type": "application/json"}
+        if self.settings.gzip_min_bytes and len(body) >= self.settings.gzip_min_bytes:
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        with self._lock:
+            self.total_requests += 1
+        try:
+            resp = transport.send(target, body, headers)
+        except TransportError as exc:
+            return None, None, None, str(exc)
+        retry_after = parse_retry_after(resp.headers.get("retry-after"), self._wall())
+        if resp.status in (200, 207):
+            try:
+                outcomes = parse_results(resp.json(), ids)
+            except TransportError as exc:
+                return resp.status, None, retry_after, str(exc)
+            if outcomes is None:
+                # An answer we cannot match to the records: assume nothing was stored.
+                return 502, None, retry_after, f"HTTP {resp.status} with unreadable results"
+            return resp.status, outcomes, retry_after, ""
+        return resp.status, None, retry_after, f"HTTP {resp.status}: {resp.body[:200]!r}"
+
+    def _send(self, state: _KeyState) -> None:
+        entries = self._take(state)
+        status, outcomes, retry_after, error = self._post(
+            state.target, [e.body for e in entries], [e.response_id for e in entries]
+        )
+        now = self._clock()
+        self.total_batches += 1
+        if outcomes is not None:
+            self._settle(state, entries, outcomes, now)
+        elif status in (400, 413) and len(entries) > 1:
+            # Too large, or one bad record poisoning the batch: halve and try again.
+            state.batch_limit = max(1, len(entries) // 2)
+            state.pending.extendleft(reversed(entries))
+        elif status in (400, 413):
+            why = "too large for the collector (HTTP 413)" if status == 413 else error
+            self._finish(state, [], [(entries[0], why)])
+        elif status in AUTH_STATUSES or (status is not None and not is_retryable(status)):
+            state.parked = status in AUTH_STATUSES
+            state.last_error = self.last_error = error
+            self._logs.warning(
+                f"park:{state.key_ref}",
+                "aicm: collector answered %s for key %s; its records wait and are retried "
+                "every %.0f s",
+                status,
+                state.key_ref[:8],
+                self.settings.auth_retry_interval,
+            )
+            self._retry_later(state, entries, now + self.settings.auth_retry_interval)
+        else:
+            state.attempts += 1
+            state.failing_since = state.failing_since or now
+            state.last_error = self.last_error = error
+            self.total_retries += len(entries)
+            delay = self._backoff.delay(state.attempts, retry_after)
+            if now - state.failing_since >= self.settings.retry_budget:
+                self._give_up(state, entries, error)
+            else:
+                self._retry_later(state, entries, now + delay)
+
+    def _settle(
+        self, state: _KeyState, entries: list[_Entry], outcomes: list[Outcome], now: float
+    ) -> None:
+        delivered = [e for e, o in zip(entries, outcomes, strict=True) if o.delivered]
+        rejected = [
+            (e, f"{o.status}: {'; '.join(o.errors) or 'no reason given'}")
+            for e, o in zip(entries, outcomes, strict=True)
+            if not o.delivered
+        ]
+        state.attempts = 0
+        state.failing_since = None
+        state.parked = False
+        state.next_attempt = 0.0
+        self.last_success_at = self._wall()
+        self._finish(state, delivered, rejected)
+
+    def _finish(
+        self, state: _KeyState, delivered: list[_Entry], rejected: list[tuple[_Entry, str]]
+    ) -> None:
+        """Account for entries that left for good: delivered, or dead-lettered."""
+        spool = self._worker_spool
+        acked = [e.row.id for e in delivered if e.row is not None]
+        if spool is not None and acked:
+            spool.ack(acked)
+        if rejected:
+            spooled = [(e.row, why) for e, why in rejected if e.row is not None]
+            if spool is not None and spooled:
+                spool.dead_letter(spooled)
+            memory = [(e, why) for e, why in rejected if e.row is None]
+            self._dead([(_decode(e.body), state.target, why) for e, why in memory], entries=memory)
+            for entry, why in rejected:
+                if entry.row is not None:
+                    self.dead_letters.append((_decode(entry.body), why))
+        state.delivered += len(delivered)
+        state.rejected += len(rejected)
+        self.total_delivered += len(delivered)
+        self.total_rejected += len(rejected)
+        self._pending_total -= len(delivered) + len(rejected)
+        if not state.pending:
+            state.first_pending_at = None
+
+    def _dead(
+        self,
+        items: list[tuple[dict[str, Any], Target, str]],
+        entries: list[tuple[_Entry, str]] | None = None,
+    ) -> None:
+        """Dead-letter memory records: kept in ``dead_letters`` (and the spool, when open)."""
+        if not items:
+            return
+        for wire, _, why in items:
+            self.dead_letters.append((wire, why))
+        self._logs.warning(
+            "rejected", "aicm: collector rejected %d record(s): %s", len(items), items[0][2]
+        )
+        if self._worker_spool is not None:
+            self._worker_spool.add_dead_letters(
+                (key_ref(t), t.api_base, str(w.get("response_id")), _encode_wire(w), why)
+                for w, t, why in items
+            )
+        if entries is None:  # rejected before it was ever queued for sending
+            self.total_rejected += len(items)
+
+    def _retry_later(self, state: _KeyState, entries: list[_Entry], when: float) -> None:
+        state.next_attempt = when
+        memory = [e for e in entries if e.row is None]
+        spooled = [e for e in entries if e.row is not None]
+        state.pending.extendleft(reversed(memory))
+        if spooled and self._worker_spool is not None:
+            # Hand leased rows back with a not-before time, so another process (or we,
+            # later) pick them up after the backoff instead of holding them.
+            self._worker_spool.release(
+                [e.row.id for e in spooled if e.row is not None],
+                self._wall() + (when - self._clock()),
+            )
+            self._pending_total -= len(spooled)
+            with self._lock:
+                self._spool_known += len(spooled)
+        if not state.pending:
+            state.first_pending_at = None
+
+    def _give_up(self, state: _KeyState, entries: list[_Entry], error: str) -> None:
+        memory = [e for e in entries if e.row is None]
+        spooled = [e for e in entries if e.row is not None]
+        if spooled:
+            self._retry_later(state, spooled, self._clock() + self.settings.backoff_max)
+        if memory:
+            self._pending_total -= len(memory)
+            self._discard(
+                [(_decode(e.body), e.on_discard) for e in memory],
+                "retry_budget_exhausted",
+            )
+            self.last_error = f"gave up after {self.settings.retry_budget:.0f} s: {error}"
+        state.next_attempt = self._clock() + self._backoff.delay(state.attempts)
+
+    # -- health -----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """A snapshot; counts are in records."""
+        now = self._clock()
+        queued = self.outstanding()
+        oldest = [now - s.first_pending_at for s in self._states.values() if s.first_pending_at]
+        per_key = {
+            (s.key_ref[:12] if s.key_ref != ANONYMOUS else ANONYMOUS) + "@" + s.target.api_base: {
+                "pending": len(s.pending),
+                "delivered": s.delivered,
+                "rejected": s.rejected,
+                "attempts": s.attempts,
+                "backoff_remaining_s": round(max(0.0, s.next_attempt - now), 3),
+                "parked": s.parked,
+                "last_error": s.last_error,
+            }
+            for s in self._states.values()
+        }
+        spool: dict[str, Any] | None = None
+        if self._worker_spool is not None:
+            with contextlib.suppress(Exception):
+                stats = self._worker_spool.stats()
+                stats["waiting_for_unknown_key"] = sum(
+                    v["records"] for k, v in stats["by_key"].items() if k not in self._keys
+                )
+                stats["by_key"] = {k[:12]: v for k, v in stats["by_key"].items()}
+                stats["dead_by_key"] = {k[:12]: v for k, v in stats["dead_by_key"].items()}
+                spool = stats
+        thread = self._thread
+        in_memory = len(self._queue) + self._pending_total
+        enqueued = self.total_drained + len(self._queue) + self._spool_put + self.immediate_sent
+        oldest_age = round(max(oldest), 3) if oldest else (0.0 if not queued else None)
+        return {
+            "worker_alive": bool(thread is not None and thread.is_alive()),
+            "delivery_type": self.settings.delivery_type.value,
+            "queued": queued,
+            "queue_capacity": self._capacity,
+            "queue_utilization": round(in_memory / self._capacity, 6),
+            "total_enqueued": enqueued,
+            "total_delivered": self.total_delivered,
+            "total_rejected": self.total_rejected,
+            "total_discarded": self.total_discarded,
+            "discarded_by_reason": dict(self.discarded_by_reason),
+            "total_retries": self.total_retries,
+            "total_batches": self.total_batches,
+            "total_requests": self.total_requests,
+            "last_error": self.last_error,
+            "last_success_at": self.last_success_at,
+            "oldest_queued_age_s": oldest_age,
+            "dead_letters": len(self.dead_letters),
+            "per_key": per_key,
+            "spool": spool,
+        }
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(body)
+    return value
+
+
+def _encode_wire(wire: dict[str, Any]) -> bytes:
+    return json.dumps(wire, separators=(",", ":"), ensure_ascii=False, default=repr).encode()
