@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,14 +14,17 @@ from typing import Any
 
 import pytest
 
+from aicm_manual import reset_global_delivery
 from aicm_manual._config_sources import reset_shared_config_sources
+from aicm_manual.testing import CollectorStub
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 @dataclass
 class ConfigServer:
-    """Serves ``GET /api/v1/configs/{id}`` from ``configs`` with ETags, like the collector.
+    """Serves ``GET /api/v1/configs/{id}`` from ``configs`` with ETags, like the collector,
+    and ``POST /api/v1/track`` through ``collector`` (a scriptable CollectorStub).
 
     ``seen`` records (path, headers) of every request; ``force_status`` makes every answer
     that status; ``api_key`` (when set) must arrive as a Bearer token or the answer is 401.
@@ -31,6 +35,7 @@ class ConfigServer:
     force_status: int | None = None
     api_key: str | None = None
     url: str = ""
+    collector: CollectorStub = field(default_factory=CollectorStub)
 
     def etag(self, config_id: str) -> str:
         body = json.dumps(self.configs[config_id], sort_keys=True).encode()
@@ -55,6 +60,26 @@ class ConfigServer:
 
 def _handler(server: ConfigServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real collector would
+
+        def do_POST(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            body = self.rfile.read(int(headers.get("content-length", "0")))
+            auth = headers.get("authorization", "")
+            key = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+            try:
+                status, extra, answer = server.collector.handle(key, body, headers)
+            except ConnectionResetError:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.send_response(status)
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
         def do_GET(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, body = server.handle(self.path, headers)
@@ -94,10 +119,12 @@ def config_server() -> Iterator[ConfigServer]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_config_sources() -> Iterator[None]:
-    """Every test starts and ends without shared HTTP config caches."""
+def _fresh_globals() -> Iterator[None]:
+    """Every test starts and ends without shared config caches or a delivery engine."""
     reset_shared_config_sources()
+    reset_global_delivery(timeout=0)
     yield
+    reset_global_delivery(timeout=0)
     reset_shared_config_sources()
 
 

@@ -31,4 +31,9 @@ def test_validation_errors_are_value_errors() -> None:
 
 
 def test_testing_module_exports() -> None:
-    assert aicm_manual.testing.__all__ == ["CapturingDelivery"]
+    assert aicm_manual.testing.__all__ == [
+        "CapturingDelivery",
+        "CollectorStub",
+        "Scripted",
+        "StubTransport",
+    ]

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from aicm_manual import (
-    AicmError,
     ConfigNotFoundError,
     InvalidRecordError,
     Secret,
@@ -172,11 +171,6 @@ def test_schemas_dir_from_environment(schemas_dir: Path, delivery: CapturingDeli
     env = {**NO_ENV, "AICM_SCHEMAS_DIR": str(schemas_dir)}
     t = Tracker("internal-api", "internal::geocoder", delivery=delivery, environ=env)
     assert t.config.source.endswith("internal-api.json")
-
-
-def test_without_delivery_the_tracker_refuses(schemas_dir: Path) -> None:
-    with pytest.raises(AicmError, match="needs a delivery="):
-        Tracker("heygen", "heygen::streaming-avatar", schemas_dir=schemas_dir)
 
 
 def test_trackers_load_config_over_http_once_and_keep_their_own_keys(

@@ -214,8 +214,8 @@ class DeliveryEngine:
     def submit(self, record: UsageRecord, target: Target) -> None:
         """mem_queue: queue a record for the worker. Never blocks unless the queue is full."""
         queue = self._queue
-        if len(queue) + self._pending_total >= self._capacity:
-            self._full(record, target)
+        if len(queue) + self._pending_total >= self._capacity and not self._full(record, target):
+            return
         if self._thread is None:
             self._start()
         was_empty = not queue
@@ -354,28 +354,58 @@ class DeliveryEngine:
 
     # -- on full ----------------------------------------------------------------------------
 
-    def _full(self, record: UsageRecord, target: Target) -> None:
+    def _full(self, record: UsageRecord, target: Target) -> bool:
+        """Apply the on-full policy; True when the new record may then be queued."""
         policy = self.settings.on_full.value
-        if policy == "raise":
-            raise QueueFullError(f"delivery queue is full ({self._capacity} records)")
-        if policy == "backpressure":
+        if policy == "block":
+            deadline = self._clock() + self.settings.block_timeout
+            self._wake.set()
+            while self._in_memory() >= self._capacity:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise QueueFullError(
+                        f"delivery queue stayed full ({self._capacity} records) for "
+                        f"{self.settings.block_timeout} s"
+                    )
+                with self._cond:
+                    self._cond.wait(min(remaining, 0.05))
+            return True
+        with self._lock:
+            if len(self._queue) + self._pending_total < self._capacity:
+                return True  # the lock-free look caught the worker mid-move
+            if policy == "raise":
+                raise QueueFullError(f"delivery queue is full ({self._capacity} records)")
+            oldest = self._take_oldest()
+        self._discard([oldest or (record.to_wire(), target.on_discard)], "queue_full")
+        return oldest is not None
+
+    def _in_memory(self) -> int:
+        with self._lock:
+            return len(self._queue) + self._pending_total
+
+    def _take_oldest(self) -> tuple[dict[str, Any], OnDiscard | None] | None:
+        """Remove the oldest record waiting in memory (None if all are in flight).
+
+        Call with ``self._lock`` held.
+        """
+        waiting = [s for s in self._states.values() if s.pending and s.first_pending_at]
+        if waiting:
+            # The worker's pending entries are older than anything still queued.
+            state = min(waiting, key=lambda s: s.first_pending_at or 0.0)
+            # Only atomic deque operations: the worker uses these deques without the lock.
             try:
-                old_record, old_target = self._queue.popleft()
-            except IndexError:  # everything waits in the worker's hands: refuse the new one
-                old_record, old_target = record, target
-            self._discard([(old_record.to_wire(), old_target.on_discard)], "queue_full")
-            return
-        deadline = self._clock() + self.settings.block_timeout
-        self._wake.set()
-        while len(self._queue) + self._pending_total >= self._capacity:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise QueueFullError(
-                    f"delivery queue stayed full ({self._capacity} records) for "
-                    f"{self.settings.block_timeout} s"
-                )
-            with self._cond:
-                self._cond.wait(min(remaining, 0.05))
+                entry = state.pending.popleft()
+            except IndexError:  # the worker took them for sending just now
+                entry = None
+            if entry is not None and entry.record is not None:
+                self._pending_total -= 1
+                return entry.record.to_wire(), entry.on_discard
+            if entry is not None:  # a spooled row is never dropped from memory
+                state.pending.appendleft(entry)
+        if not self._queue:
+            return None
+        old_record, old_target = self._queue.popleft()
+        return old_record.to_wire(), old_target.on_discard
 
     def _spool_full(self, spool: Spool, target: Target) -> None:
         policy = self.settings.on_full.value
@@ -494,19 +524,29 @@ class DeliveryEngine:
         if not count:
             return
         total_bytes = 0
-        for _ in range(count):
-            record, target = queue.popleft()
-            try:
-                body = encode_record(record)
-            except (TypeError, ValueError) as exc:
-                self._dead([(record.to_wire(), target, f"not JSON-serialisable: {exc}")])
-                continue
-            total_bytes += len(body)
-            state = self._state(target)
-            if not state.pending:
-                state.first_pending_at = now
-            state.pending.append(_Entry(record.response_id, body, record, None, target.on_discard))
-        self._pending_total += count
+        done = 0
+        while done < count:
+            # Move a chunk under the lock, so a full-queue decision (also under the lock)
+            # sees every record exactly once; encode outside it.
+            with self._lock:
+                chunk = [queue.popleft() for _ in range(min(256, count - done))]
+                self._pending_total += len(chunk)
+            done += len(chunk)
+            for record, target in chunk:
+                try:
+                    body = encode_record(record)
+                except (TypeError, ValueError) as exc:
+                    with self._lock:
+                        self._pending_total -= 1
+                    self._dead([(record.to_wire(), target, f"not JSON-serialisable: {exc}")])
+                    continue
+                total_bytes += len(body)
+                state = self._state(target)
+                if not state.pending:
+                    state.first_pending_at = now
+                state.pending.append(
+                    _Entry(record.response_id, body, record, None, target.on_discard)
+                )
         self.total_drained += count
         # Keep the byte bound: capacity in records from the average encoded size so far.
         self._avg_bytes = 0.9 * self._avg_bytes + 0.1 * (total_bytes / count)
@@ -538,8 +578,8 @@ class DeliveryEngine:
             if not state.pending:
                 state.first_pending_at = now - self.settings.batch_interval  # already waited
             state.pending.append(_Entry(row.response_id, row.body, None, row, None))
-            self._pending_total += 1
         with self._lock:
+            self._pending_total += len(rows)
             self._spool_known -= len(rows)
 
     def _count_known(self) -> int:
@@ -668,7 +708,8 @@ class DeliveryEngine:
         state.rejected += len(rejected)
         self.total_delivered += len(delivered)
         self.total_rejected += len(rejected)
-        self._pending_total -= len(delivered) + len(rejected)
+        with self._lock:
+            self._pending_total -= len(delivered) + len(rejected)
         if not state.pending:
             state.first_pending_at = None
 
@@ -705,8 +746,8 @@ class DeliveryEngine:
                 [e.row.id for e in spooled if e.row is not None],
                 self._wall() + (when - self._clock()),
             )
-            self._pending_total -= len(spooled)
             with self._lock:
+                self._pending_total -= len(spooled)
                 self._spool_known += len(spooled)
         if not state.pending:
             state.first_pending_at = None
@@ -717,7 +758,8 @@ class DeliveryEngine:
         if spooled:
             self._retry_later(state, spooled, self._clock() + self.settings.backoff_max)
         if memory:
-            self._pending_total -= len(memory)
+            with self._lock:
+                self._pending_total -= len(memory)
             self._discard(
                 [(_decode(e.body), e.on_discard) for e in memory],
                 "retry_budget_exhausted",
