@@ -359,3 +359,4 @@ def test_gzip_for_large_bodies(schemas_dir: Path, config_server: ConfigServer) -
     ids = [tracker.track(CHAT) for _ in range(200)]
     assert tracker.flush(10) == 0
     assert {r["response_id"] for r in config_server.collector.records()} == set(ids)
+    assert "gzip" in config_server.collector.encodings

@@ -346,6 +346,12 @@ class DeliveryEngine:
             DeliveryType.PERSISTENT_QUEUE: self.submit_durable,
             DeliveryType.IMMEDIATE: self.send_now,
         }[delivery_type]
+        if delivery_type is DeliveryType.PERSISTENT_QUEUE:
+            # Rows left by an earlier process start moving as soon as their key is known.
+            self._open_spool()
+            if self._thread is None:
+                self._start()
+            self._wake.set()
         return Lane(submit, self.flush)
 
     def outstanding(self) -> int:

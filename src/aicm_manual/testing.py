@@ -100,6 +100,8 @@ class CollectorStub:
         self.reject_ids: set[str] = set()
         self.stored: dict[tuple[str | None, str, str], dict[str, Any]] = {}
         self.requests: list[tuple[str | None, int]] = []  # (key, records in the request)
+        self.encodings: list[str | None] = []  # Content-Encoding of each request
+        self.duplicates = 0  # records received again (idempotent re-sends)
         self.lock = threading.Lock()
 
     def records(self) -> list[dict[str, Any]]:
@@ -135,6 +137,7 @@ class CollectorStub:
         results = []
         with self.lock:
             self.requests.append((api_key, len(tracked)))
+            self.encodings.append(headers.get("content-encoding"))
             for index, record in enumerate(tracked):
                 rid = record.get("response_id")
                 result: dict[str, Any] = {"index": index, "response_id": rid}
@@ -144,6 +147,7 @@ class CollectorStub:
                 elif key in self.stored:
                     same = self.stored[key] == record
                     result["status"] = "duplicate" if same else "conflict"
+                    self.duplicates += same
                 else:
                     self.stored[key] = record
                     result["status"] = "accepted"
