@@ -147,18 +147,19 @@ class SinkClient:
         finally:
             conn.close()
 
-    def stats(self) -> dict[str, Any]:
-        empty = {"requests": 0, "records": 0, "distinct": 0, "last_ns": 0, "other_paths": {}}
-        return self.call("GET", "/stats")["peers"].get(self.peer, empty)
+    def stats(self, since: int = 0) -> dict[str, Any]:
+        """This peer's counts; batch sizes only over its requests after the ``since``th."""
+        empty = {"requests": 0, "records": 0, "distinct": 0, "last_ns": 0, "busy_ns": 0}
+        return self.call("GET", f"/stats?since={since}")["peers"].get(self.peer, empty)
 
-    def wait(self, target: int, *, quiet_s: float, max_s: float) -> dict[str, Any]:
+    def wait(self, target: int, *, quiet_s: float, max_s: float, since: int = 0) -> dict[str, Any]:
         """Poll until ``distinct >= target``, or nothing new for ``quiet_s``, or ``max_s``."""
         end = time.monotonic() + max_s
-        last = self.stats()
+        last = self.stats(since)
         changed = time.monotonic()
         while last["distinct"] < target and time.monotonic() < end:
             time.sleep(0.05)
-            now = self.stats()
+            now = self.stats(since)
             if now["distinct"] != last["distinct"]:
                 changed = time.monotonic()
             elif time.monotonic() - changed > quiet_s:
@@ -218,8 +219,9 @@ class Adapter:
     def close(self, timeout: float) -> dict[str, Any]:
         raise NotImplementedError
 
-    def refused(self, returns: list[Any]) -> int | None:
-        """Records the API said it dropped (None: the API does not say)."""
+    def refused_check(self) -> Callable[[Any], bool] | None:
+        """A test on track()'s return value: did the API say it dropped the record?
+        None when the API does not say."""
         return None
 
     def left_in_spool(self) -> int | None:
@@ -311,10 +313,10 @@ class AicostManager(Adapter):
         # close() joins the worker, which drains the whole spool first: no timeout of its own
         return bounded(lambda: [t.close() for t in self.trackers] and "closed", timeout)
 
-    def refused(self, returns: list[Any]) -> int | None:
+    def refused_check(self) -> Callable[[Any], bool] | None:
         if self.mode != "immediate":
             return None
-        return sum(1 for r in returns if isinstance(r, dict) and r.get("error"))
+        return lambda r: isinstance(r, dict) and bool(r.get("error"))
 
     def left_in_spool(self) -> int | None:
         if self.mode != "persistent_queue" or not self.db.exists():
@@ -352,8 +354,8 @@ class Segment(Adapter):
     def close(self, timeout: float) -> dict[str, Any]:
         return bounded(self.client.shutdown, timeout)
 
-    def refused(self, returns: list[Any]) -> int | None:
-        return sum(1 for r in returns if isinstance(r, tuple) and r[0] is False)
+    def refused_check(self) -> Callable[[Any], bool] | None:
+        return lambda r: r[0] is False  # (False, msg) when its queue is full
 
 
 class PostHog(Adapter):
@@ -372,8 +374,8 @@ class PostHog(Adapter):
     def close(self, timeout: float) -> dict[str, Any]:
         return bounded(self.client.shutdown, timeout)
 
-    def refused(self, returns: list[Any]) -> int | None:
-        return sum(1 for r in returns if r is None)
+    def refused_check(self) -> Callable[[Any], bool] | None:
+        return lambda r: r is None  # the event's uuid, or None when dropped
 
 
 class Otel(Adapter):
@@ -431,23 +433,40 @@ def timed_calls(track: Callable[[], Any], n: int, max_s: float) -> tuple[list[in
     return lat[:done], errors, last_error
 
 
-def burst_calls(track: Callable[[], Any], n: int, max_s: float) -> tuple[list[Any], int, str]:
-    """Call ``track`` up to ``n`` times as fast as possible; stop early at ``max_s``."""
-    returns: list[Any] = [None] * n
-    errors = 0
+def _never(ret: Any) -> bool:
+    return False
+
+
+def burst_calls(
+    track: Callable[[], Any],
+    n: int,
+    max_s: float,
+    refused_check: Callable[[Any], bool] | None = None,
+) -> dict[str, Any]:
+    """Call ``track`` up to ``n`` times as fast as possible; stop early at ``max_s``.
+
+    Return values are tested and dropped at once (keeping 100,000 of them would charge the
+    harness's memory to the peer's peak RSS)."""
+    check = refused_check or _never
+    refused = errors = done = 0
     last_error = ""
     deadline = perf_ns() + int(max_s * 1e9)
-    done = 0
     for i in range(n):
         try:
-            returns[i] = track()
+            if check(track()):
+                refused += 1
         except Exception as exc:
             errors += 1
             last_error = f"{type(exc).__name__}: {exc}"[:300]
         done = i + 1
         if not i & 255 and perf_ns() > deadline:
             break
-    return returns[:done], errors, last_error
+    return {
+        "sent": done,
+        "errors": errors,
+        "last_error": last_error,
+        "refused": refused if refused_check is not None else None,
+    }
 
 
 def pct(sorted_ns: list[int], q: float) -> float:
@@ -524,17 +543,23 @@ def child_main(args: argparse.Namespace) -> None:
             sink.call("POST", "/pause")
             max_s = 15.0 if args.child.startswith("ours") else 8.0
             t0 = perf_ns()
-            rets, errors, last_error = burst_calls(track, args.spool, max_s)
+            out = burst_calls(track, args.spool, max_s)
             enqueue_s = (perf_ns() - t0) / 1e9
             resumed = sink.call("POST", "/resume")["resumed_at_ns"]
-            after = sink.wait(before["distinct"] + len(rets), quiet_s=15.0, max_s=40.0)
+            after = sink.wait(
+                before["distinct"] + out["sent"], quiet_s=15.0, max_s=40.0, since=before["requests"]
+            )
             got = after["distinct"] - before["distinct"]
+            requests = after["requests"] - before["requests"]
             drain_s = (after["last_ns"] - resumed) / 1e9 if got else float("nan")
             first_ok = after.get("first_ok_after_resume_ns") or 0
             res["spool"] = {
-                "tracked": len(rets),
-                "errors": errors,
-                "last_error": last_error,
+                "tracked": out["sent"],
+                "errors": out["errors"],
+                "last_error": out["last_error"],
+                "requests": requests,
+                "records_per_request": got / requests if requests else 0.0,
+                "sink_busy_ms": (after["busy_ns"] - before["busy_ns"]) / 1e6,
                 "enqueue_s": enqueue_s,
                 "rejected_503": after.get("rejected_paused", 0) - before.get("rejected_paused", 0),
                 "delivered": got,
@@ -553,16 +578,17 @@ def child_main(args: argparse.Namespace) -> None:
         res["rss_before_burst_mb"] = rss_mb()
         t0_mono = mono_ns()
         t0 = perf_ns()
-        rets, errors, last_error = burst_calls(track, args.burst, args.burst_max_s)
+        out = burst_calls(track, args.burst, args.burst_max_s, adapter.refused_check())
         enqueue_s = (perf_ns() - t0) / 1e9
         res["rss_after_enqueue_mb"] = rss_mb()
-        refused = adapter.refused(rets)
-        sent = len(rets)
-        del rets
+        at_enqueue_end = sink.stats()
+        sent = out["sent"]
         fl = adapter.flush(args.flush_timeout) if adapter.has_flush else None
         at_flush = sink.stats()
         cl = adapter.close(args.flush_timeout)
-        after = sink.wait(before["distinct"] + sent, quiet_s=1.5, max_s=15.0)
+        after = sink.wait(
+            before["distinct"] + sent, quiet_s=1.5, max_s=15.0, since=before["requests"]
+        )
         delivered = after["distinct"] - before["distinct"]
         records = after["records"] - before["records"]
         requests = after["requests"] - before["requests"]
@@ -571,11 +597,13 @@ def child_main(args: argparse.Namespace) -> None:
         res["burst"] = {
             "asked": args.burst,
             "sent": sent,
-            "errors": errors,
-            "last_error": last_error,
-            "refused_by_api": refused,
+            "errors": out["errors"],
+            "last_error": out["last_error"],
+            "refused_by_api": out["refused"],
             "enqueue_s": enqueue_s,
             "calls_per_s": sent / enqueue_s if enqueue_s else 0.0,
+            "delivered_at_enqueue_end": at_enqueue_end["distinct"] - before["distinct"],
+            "sink_busy_ms": (after["busy_ns"] - before["busy_ns"]) / 1e6,
             "flush": fl,
             "delivered_at_flush_return": at_flush["distinct"] - before["distinct"],
             "close": cl,
@@ -842,7 +870,9 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, ours_ok
             print(
                 f"  spool drain: {s['tracked']:,} tracked in {s['enqueue_s']:.2f} s while the sink"
                 f" answered 503 ({s['rejected_503']} rejected requests); after resume:"
-                f" {s['delivered']:,} delivered in {fmt(s['drain_s_from_resume'], '.2f')} s ="
+                f" {s['delivered']:,} delivered in {s['requests']:,} requests"
+                f" ({fmt(s['records_per_request'], '.1f')} per request, sink busy"
+                f" {s['sink_busy_ms']:.0f} ms) in {fmt(s['drain_s_from_resume'], '.2f')} s ="
                 f" {fmt(s['drain_rate_from_resume'], ',.0f')} rec/s; first 200 after"
                 f" {fmt(s['wait_to_first_ok_s'], '.2f')} s, from then"
                 f" {fmt(s['drain_rate_from_first_ok'], ',.0f')} rec/s"
@@ -853,7 +883,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, ours_ok
             fl, cl = b["flush"], b["close"]
             print(
                 f"  burst: {b['sent']:,} of {b['asked']:,} tracked in {b['enqueue_s']:.2f} s"
-                f" ({fmt(b['calls_per_s'], ',.0f')} calls/s); refused by the API:"
+                f" ({fmt(b['calls_per_s'], ',.0f')} calls/s; the sink had"
+                f" {b['delivered_at_enqueue_end']:,} by then); refused by the API:"
                 f" {fmt(b['refused_by_api'], ',', 'not reported')}; errors raised: {b['errors']}"
                 + (f" ({b['last_error']})" if b["errors"] else "")
             )
@@ -871,7 +902,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, ours_ok
                 f"  sink: {b['delivered']:,} distinct records in {b['requests']:,} requests"
                 f" (median batch {b['batch_median']}, max {b['batch_max']}),"
                 f" duplicates {b['duplicates']:,}; last record"
-                f" {fmt(b['e2e_s'], '.2f')} s after the first call"
+                f" {fmt(b['e2e_s'], '.2f')} s after the first call; sink busy"
+                f" {b['sink_busy_ms']:.0f} ms"
             )
         mem = [
             ("before setup", r.get("rss_before_setup_mb")),

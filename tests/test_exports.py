@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import aicm_manual
 import aicm_manual.errors
 import aicm_manual.testing
@@ -13,7 +15,9 @@ def test_all_is_sorted_and_complete() -> None:
     for name in aicm_manual.__all__:
         assert hasattr(aicm_manual, name), name
     public = {
-        n for n in vars(aicm_manual) if not n.startswith("_") and n not in {"errors", "testing"}
+        name
+        for name, value in vars(aicm_manual).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
     assert public <= set(aicm_manual.__all__), public - set(aicm_manual.__all__)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,14 @@ from ._http import HttpResponse
 from ._records import Target, UsageRecord
 from ._retry import AUTH_STATUSES, Backoff, is_retryable, parse_retry_after
 from ._spool import Spool, SpoolRow
-from ._wire import Outcome, encode_batch, encode_record, parse_results
+from ._wire import (
+    MAX_REQUEST_BYTES,
+    Outcome,
+    encode_batch,
+    encode_record,
+    encode_records,
+    parse_results,
+)
 from .errors import DeliveryError, InvalidRecordError, QueueFullError, TransportError
 
 log = logging.getLogger("aicm_manual.delivery")
@@ -72,9 +78,7 @@ class HttpTransport:
 
 def key_ref(target: Target) -> str:
     """What the spool stores instead of the key: its SHA-256, or "anonymous"."""
-    if target.api_key is None:
-        return ANONYMOUS
-    return hashlib.sha256(target.api_key.reveal().encode()).hexdigest()
+    return ANONYMOUS if target.api_key is None else target.api_key.sha256
 
 
 class Lane:
@@ -98,7 +102,7 @@ class Lane:
 @dataclass(slots=True)
 class _Entry:
     response_id: str
-    body: bytes
+    body: bytes | None  # None until a memory record is first encoded
     record: UsageRecord | None = None  # memory entries
     row: SpoolRow | None = None  # spool entries
     on_discard: OnDiscard | None = None
@@ -234,13 +238,15 @@ class DeliveryEngine:
         self._keys.setdefault(ref, target)
         if self._spool_known >= self.settings.spool_size:
             self._spool_full(spool, target)
-        spool.put(ref, target.api_base, record.response_id, body)
-        with self._lock:
+        with self._lock:  # so a recount by the worker never sees the row half-counted
+            spool.put(ref, target.api_base, record.response_id, body)
             self._spool_put += 1
             self._spool_known += 1
+            known = self._spool_known
         if self._thread is None:
             self._start()
-        self._wake.set()
+        if known == 1 or known % self._batch_size == 0:
+            self._wake.set()  # otherwise the worker's poll finds the rows
 
     def send_now(self, record: UsageRecord, target: Target) -> None:
         """immediate: send on this thread with retries; raise DeliveryError if it fails."""
@@ -255,7 +261,9 @@ class DeliveryEngine:
             self.immediate_sent += 1
         while True:
             attempt += 1
-            status, outcomes, retry_after, error = self._post(target, [body], [record.response_id])
+            status, outcomes, retry_after, error = self._post(
+                target, encode_batch([body]), [record.response_id]
+            )
             if outcomes is not None:
                 outcome = outcomes[0]
                 if outcome.delivered:
@@ -515,7 +523,8 @@ class DeliveryEngine:
         if self._worker_spool is not None and now >= self._next_owner_check:
             self._next_owner_check = now + 5.0
             self._worker_spool.free_dead_owners()
-            self._spool_known = self._count_known()
+            with self._lock:
+                self._spool_known = self._count_known()
 
     def _state(self, target: Target) -> _KeyState:
         state = self._states.get(target)
@@ -529,35 +538,22 @@ class DeliveryEngine:
         count = len(queue)
         if not count:
             return
-        total_bytes = 0
         done = 0
         while done < count:
             # Move a chunk under the lock, so a full-queue decision (also under the lock)
-            # sees every record exactly once; encode outside it.
+            # sees every record exactly once. Encoding waits until a batch is sent.
             with self._lock:
                 chunk = [queue.popleft() for _ in range(min(256, count - done))]
                 self._pending_total += len(chunk)
             done += len(chunk)
             for record, target in chunk:
-                try:
-                    body = encode_record(record)
-                except (TypeError, ValueError) as exc:
-                    with self._lock:
-                        self._pending_total -= 1
-                    self._dead([(record.to_wire(), target, f"not JSON-serialisable: {exc}")])
-                    continue
-                total_bytes += len(body)
                 state = self._state(target)
                 if not state.pending:
                     state.first_pending_at = now
                 state.pending.append(
-                    _Entry(record.response_id, body, record, None, target.on_discard)
+                    _Entry(record.response_id, None, record, None, target.on_discard)
                 )
         self.total_drained += count
-        # Keep the byte bound: capacity in records from the average encoded size so far.
-        self._avg_bytes = 0.9 * self._avg_bytes + 0.1 * (total_bytes / count)
-        by_bytes = int(self.settings.queue_bytes / max(self._avg_bytes, 1.0))
-        self._capacity = max(self._batch_size, min(self.settings.queue_size, by_bytes))
 
     def _claim_spool(self, now: float) -> None:
         spool = self._worker_spool
@@ -596,17 +592,34 @@ class DeliveryEngine:
     def _take(self, state: _KeyState) -> list[_Entry]:
         limit = min(state.batch_limit, self._batch_size)
         entries: list[_Entry] = []
-        size = 0
+        size = 0.0
         while state.pending and len(entries) < limit:
             entry = state.pending[0]
-            if entries and size + len(entry.body) + 1 > self.settings.batch_bytes:
+            cost = (self._avg_bytes if entry.body is None else len(entry.body)) + 1
+            if entries and size + cost > self.settings.batch_bytes:
                 break
             entries.append(state.pending.popleft())
-            size += len(entry.body) + 1
+            size += cost
         return entries
 
+    def _encode(self, entries: list[_Entry]) -> tuple[bytes, list[tuple[_Entry, str]]]:
+        """The request body, and the entries that cannot be sent as JSON (with why)."""
+        if all(e.body is None for e in entries):
+            try:
+                return encode_records([e.record for e in entries if e.record is not None]), []
+            except (TypeError, ValueError):
+                pass  # find the culprits one by one below
+        bad: list[tuple[_Entry, str]] = []
+        for entry in entries:
+            if entry.body is None and entry.record is not None:
+                try:
+                    entry.body = encode_record(entry.record)
+                except (TypeError, ValueError) as exc:
+                    bad.append((entry, f"not JSON-serialisable: {exc}"))
+        return encode_batch([e.body for e in entries if e.body is not None]), bad
+
     def _post(
-        self, target: Target, bodies: Sequence[bytes], ids: Sequence[str]
+        self, target: Target, body: bytes, ids: Sequence[str]
     ) -> tuple[int | None, list[Outcome] | None, float | None, str]:
         """One request: (status, outcomes or None, Retry-After seconds, error text)."""
         transport = self._transport
@@ -615,7 +628,6 @@ class DeliveryEngine:
                 transport = self._transport = self._transport or HttpTransport(
                     self.settings.timeout
                 )
-        body = encode_batch(bodies)
         headers = {"Content-Type": "application/json"}
         if self.settings.gzip_min_bytes and len(body) >= self.settings.gzip_min_bytes:
             body = gzip.compress(body, compresslevel=5)
@@ -640,8 +652,23 @@ class DeliveryEngine:
 
     def _send(self, state: _KeyState) -> None:
         entries = self._take(state)
+        body, bad = self._encode(entries)
+        if bad:
+            self._finish(state, [], bad)
+            entries = [e for e in entries if e.body is not None]
+            if not entries:
+                return
+        while len(body) > MAX_REQUEST_BYTES and len(entries) > 1:
+            # Records far larger than the average: send half now, half next time.
+            half = len(entries) // 2
+            state.pending.extendleft(reversed(entries[half:]))
+            entries = entries[:half]
+            body, _ = self._encode(entries)
+        self._avg_bytes = 0.9 * self._avg_bytes + 0.1 * (len(body) / len(entries))
+        by_bytes = int(self.settings.queue_bytes / max(self._avg_bytes, 1.0))
+        self._capacity = max(self._batch_size, min(self.settings.queue_size, by_bytes))
         status, outcomes, retry_after, error = self._post(
-            state.target, [e.body for e in entries], [e.response_id for e in entries]
+            state.target, body, [e.response_id for e in entries]
         )
         now = self._clock()
         self.total_batches += 1
@@ -706,10 +733,10 @@ class DeliveryEngine:
             if spool is not None and spooled:
                 spool.dead_letter(spooled)
             memory = [(e, why) for e, why in rejected if e.row is None]
-            self._dead([(_decode(e.body), state.target, why) for e, why in memory], entries=memory)
+            self._dead([(_wire_of(e), state.target, why) for e, why in memory], entries=memory)
             for entry, why in rejected:
                 if entry.row is not None:
-                    self.dead_letters.append((_decode(entry.body), why))
+                    self.dead_letters.append((_wire_of(entry), why))
         state.delivered += len(delivered)
         state.rejected += len(rejected)
         self.total_delivered += len(delivered)
@@ -767,7 +794,7 @@ class DeliveryEngine:
             with self._lock:
                 self._pending_total -= len(memory)
             self._discard(
-                [(_decode(e.body), e.on_discard) for e in memory],
+                [(_wire_of(e), e.on_discard) for e in memory],
                 "retry_budget_exhausted",
             )
             self.last_error = f"gave up after {self.settings.retry_budget:.0f} s: {error}"
@@ -827,6 +854,12 @@ class DeliveryEngine:
             "per_key": per_key,
             "spool": spool,
         }
+
+
+def _wire_of(entry: _Entry) -> dict[str, Any]:
+    if entry.record is not None:
+        return entry.record.to_wire()
+    return _decode(entry.body or b"{}")
 
 
 def _decode(body: bytes) -> dict[str, Any]:

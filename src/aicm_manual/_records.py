@@ -9,13 +9,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from ._secret import Secret
 from .errors import InvalidRecordError
 
 MAX_ID_LENGTH = 255
+_ZERO = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,10 @@ class Delivery(Protocol):
 
 def format_timestamp(ts: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` and microseconds: ``2026-11-24T02:35:41.123456Z``."""
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if ts.utcoffset() != _ZERO:
+        ts = ts.astimezone(timezone.utc)
+    # isoformat is ~2.5x cheaper than strftime; it ends in "+00:00" for an aware UTC time.
+    return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def normalise_timestamp(value: object) -> datetime:

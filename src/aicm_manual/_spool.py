@@ -201,10 +201,14 @@ class Spool:
         return result
 
     def ack(self, ids: Sequence[int]) -> None:
-        """Delete delivered rows."""
+        """Delete delivered rows this owner holds (a row whose lease passed to another
+        process is left to that process, which will find it delivered)."""
         if ids:
             self._transaction(
-                lambda db: db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+                lambda db: db.executemany(
+                    "DELETE FROM records WHERE id = ? AND lease_owner = ?",
+                    [(i, self.owner) for i in ids],
+                )
             )
 
     def release(self, ids: Sequence[int], not_before: float) -> None:
