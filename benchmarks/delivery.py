@@ -23,7 +23,7 @@ The sink (benchmarks/_sink.py) is a separate process on 127.0.0.1 with an epheme
 every child also refuses any socket connection or name lookup that is not loopback.
 Everything is bounded in time; the harness stops the sink and any child it started by pid.
 
-Run: ``.venv/bin/python benchmarks/delivery.py`` (about 3-5 minutes) or with
+Run: ``.venv/bin/python benchmarks/delivery.py`` (about 2.5 minutes) or with
 ``--quick``. Peers that are not installed are skipped with a hint. Nothing is asserted:
 targets are printed next to the measured figures with PASS/MISS.
 """

@@ -189,6 +189,7 @@ class DeliveryEngine:
         self._worker_spool: Spool | None = None
         self._spool_known = 0  # rows of known keys, as of the worker's last look
         self._spool_put = 0
+        self._last_claimed = 0
         self._next_owner_check = 0.0
         self._closed = False
         self.total_drained = 0
@@ -501,7 +502,8 @@ class DeliveryEngine:
             if state.pending:
                 waits.append(max(0.0, state.next_attempt - now) or poll)
         if self._worker_spool is not None:
-            waits.append(poll if self._spool_known else 1.0)
+            # Right after a claim that found rows, more are likely ready: go on at once.
+            waits.append((0.0 if self._last_claimed else poll) if self._spool_known else 1.0)
         return min(waits) if waits else None
 
     def _cycle(self) -> None:
@@ -558,6 +560,7 @@ class DeliveryEngine:
     def _claim_spool(self, now: float) -> None:
         spool = self._worker_spool
         assert spool is not None
+        self._last_claimed = 0
         if not self._spool_known:
             return
         wanted = {
@@ -572,6 +575,7 @@ class DeliveryEngine:
         if not wanted:
             return
         rows = spool.claim(wanted, 2 * self._batch_size, self.settings.lease_seconds)
+        self._last_claimed = len(rows)
         for row in rows:
             target = wanted[row.key_ref]
             if row.api_base != target.api_base:
