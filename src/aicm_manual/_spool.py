@@ -96,30 +96,50 @@ class SpoolRow:
 
 class Spool:
     def __init__(
-        self, path: str | Path, *, owner: str | None = None, clock: Callable[[], float] = time.time
+        self,
+        path: str | Path,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+        create: bool = True,
     ) -> None:
+        """Open (and with ``create``, make) a spool. ``create=False`` opens only an existing
+        spool file and changes nothing in it on opening (for inspection)."""
         self.path = Path(path).expanduser()
         self.owner = owner or owner_id()
         self._clock = clock
         self._lock = threading.Lock()
+        if not create and not self.path.is_file():
+            raise SpoolError(f"no spool at {str(self.path)!r}")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._check_version()
+            if create:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+            elif not self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'"
+            ).fetchone():
+                self._db.close()
+                raise SpoolError(f"{str(self.path)!r} is not an aicm-manual spool")
+            self._check_version(create)
         except (sqlite3.Error, OSError) as exc:
             raise SpoolError(f"cannot open spool {str(self.path)!r}: {exc}") from exc
 
-    def _check_version(self) -> None:
+    def _check_version(self, create: bool) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            if create:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        elif not str(row[0]).isdigit():
+            raise SpoolError(f"spool {str(self.path)!r} has a corrupt schema version {row[0]!r}")
         elif int(row[0]) > SCHEMA_VERSION:
             raise SpoolError(
                 f"spool {str(self.path)!r} has schema version {row[0]}; this aicm-manual "

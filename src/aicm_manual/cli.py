@@ -166,7 +166,7 @@ def _open_existing(
         raise AicmError(f"no spool at {str(path)!r} ({origin})")
     if path.is_dir():
         raise AicmError(f"{str(path)!r} is a folder; expected the spool file ({origin})")
-    return Spool(path, clock=clock)
+    return Spool(path, clock=clock, create=False)
 
 
 # -- commands -------------------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""The SQLite spool on real files: leases, owners, acks, dead letters, inspection."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aicm_manual._spool import Spool, SpoolError
+
+KEY = "k" * 64
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fill(spool: Spool, n: int, key: str = KEY) -> None:
+    for i in range(n):
+        spool.put(key, "http://c", f"r{i}", b'{"response_id": "r%d"}' % i)
+
+
+def test_claims_are_exclusive_until_the_lease_expires(tmp_path: Path) -> None:
+    clock = Clock()
+    a = Spool(tmp_path / "s.db", owner="hostA:1:a", clock=clock)
+    b = Spool(tmp_path / "s.db", owner="hostB:2:b", clock=clock)
+    fill(a, 10)
+    first = a.claim({KEY}, 6, lease_seconds=30)
+    second = b.claim({KEY}, 6, lease_seconds=300)
+    assert [r.response_id for r in first] == [f"r{i}" for i in range(6)]
+    assert [r.response_id for r in second] == [f"r{i}" for i in range(6, 10)]
+    assert b.claim({KEY}, 10, lease_seconds=30) == []
+    clock.now += 31  # a's lease ran out: b may take those rows
+    assert {r.response_id for r in b.claim({KEY}, 10, 30)} == {f"r{i}" for i in range(6)}
+
+
+def test_only_the_lease_owner_acks(tmp_path: Path) -> None:
+    clock = Clock()
+    a = Spool(tmp_path / "s.db", owner="hostA:1:a", clock=clock)
+    b = Spool(tmp_path / "s.db", owner="hostB:2:b", clock=clock)
+    fill(a, 1)
+    [row] = a.claim({KEY}, 1, 10)
+    clock.now += 11
+    [again] = b.claim({KEY}, 1, 10)
+    a.ack([row.id])  # a was too slow: the row is b's now
+    assert a.count() == 1
+    b.ack([again.id])
+    assert a.count() == 0
+
+
+def test_rows_of_a_dead_process_on_this_host_are_freed(tmp_path: Path) -> None:
+    import socket
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    a = Spool(tmp_path / "s.db", owner=f"{socket.gethostname()}:{pid}:x")
+    fill(a, 3)
+    assert len(a.claim({KEY}, 3, lease_seconds=3600)) == 3
+    b = Spool(tmp_path / "s.db")
+    assert b.claim({KEY}, 3, 3600) == []
+    assert b.free_dead_owners() == 3
+    assert len(b.claim({KEY}, 3, 3600)) == 3
+
+
+def test_claims_only_known_keys(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    fill(spool, 2, key="a" * 64)
+    fill(spool, 3, key="b" * 64)
+    assert len(spool.claim({"b" * 64}, 10, 30)) == 3
+    assert spool.stats()["by_key"]["a" * 64]["records"] == 2
+
+
+def test_dead_letters_requeue_and_purge(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    fill(spool, 3)
+    rows = spool.claim({KEY}, 3, 30)
+    spool.dead_letter([(rows[0], "rejected: bad"), (rows[1], "conflict: other payload")])
+    assert spool.count() == 1
+    dead = spool.rows("dead_letters")
+    assert [(r.response_id, r.reason) for r in dead] == [
+        ("r0", "rejected: bad"),
+        ("r1", "conflict: other payload"),
+    ]
+    assert spool.purge("dead_letters", []) == 0  # an empty selection purges nothing
+    assert spool.requeue([dead[0].id]) == 1
+    assert spool.count() == 2
+    assert spool.purge("dead_letters", None) == 1
+    assert spool.stats()["dead_letters"] == 0
+
+
+def test_inspecting_never_creates_or_changes_a_file(tmp_path: Path) -> None:
+    with pytest.raises(SpoolError, match="no spool at"):
+        Spool(tmp_path / "absent.db", create=False)
+    assert not (tmp_path / "absent.db").exists()
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(SpoolError, match="not an aicm-manual spool"):
+        Spool(other, create=False)
+    with sqlite3.connect(other) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert tables == ["t"]
+
+
+def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    Spool(tmp_path / "s.db").close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(SpoolError, match="schema version 99"):
+        Spool(tmp_path / "s.db")
