@@ -17,22 +17,33 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import json
-import logging
 import os
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ._delivery_settings import DeliverySettings, DeliveryType
-from ._http import HttpResponse
+from ._pending import (
+    ANONYMOUS,
+    Entry,
+    HttpTransport,
+    KeyState,
+    Lane,
+    LogLimiter,
+    OnDiscard,
+    Transport,
+    decode_wire,
+    encode_wire,
+    key_ref,
+    log,
+    wire_of,
+)
 from ._records import Target, UsageRecord
 from ._retry import AUTH_STATUSES, Backoff, is_retryable, parse_retry_after
-from ._spool import Spool, SpoolRow
+from ._spool import Spool
 from ._wire import (
     MAX_REQUEST_BYTES,
     Outcome,
@@ -42,108 +53,6 @@ from ._wire import (
     parse_results,
 )
 from .errors import DeliveryError, InvalidRecordError, QueueFullError, TransportError
-
-log = logging.getLogger("aicm_manual.delivery")
-
-OnDiscard = Callable[[list[dict[str, Any]], str], None]
-ANONYMOUS = "anonymous"
-
-
-class Transport(Protocol):
-    """Sends one batch body to a target's collector and returns its answer.
-
-    Raises TransportError when there is no answer (refused, timeout, reset).
-    """
-
-    def send(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResponse: ...
-
-    def close(self) -> None: ...
-
-
-class HttpTransport:
-    """POST ``{api_base}/api/v1/track`` over the package's one HTTP client."""
-
-    def __init__(self, timeout: float) -> None:
-        from ._http import HttpClient
-
-        self._client = HttpClient(timeout=timeout)
-
-    def send(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResponse:
-        url = f"{target.api_base}/api/v1/track"
-        return self._client.request("POST", url, api_key=target.api_key, headers=headers, body=body)
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def key_ref(target: Target) -> str:
-    """What the spool stores instead of the key: its SHA-256, or "anonymous"."""
-    return ANONYMOUS if target.api_key is None else target.api_key.sha256
-
-
-class Lane:
-    """The engine seen through the Tracker's Delivery protocol, in one mode."""
-
-    __slots__ = ("_flush", "_submit")
-
-    def __init__(
-        self, submit: Callable[[UsageRecord, Target], None], flush: Callable[[float | None], int]
-    ) -> None:
-        self._submit = submit
-        self._flush = flush
-
-    def submit(self, record: UsageRecord, target: Target) -> None:
-        self._submit(record, target)
-
-    def flush(self, timeout: float | None = None) -> int:
-        return self._flush(timeout)
-
-
-@dataclass(slots=True)
-class _Entry:
-    response_id: str
-    body: bytes | None  # None until a memory record is first encoded
-    record: UsageRecord | None = None  # memory entries
-    row: SpoolRow | None = None  # spool entries
-    on_discard: OnDiscard | None = None
-
-
-@dataclass
-class _KeyState:
-    """Per (endpoint, key): what waits, and when it may be tried again."""
-
-    target: Target
-    key_ref: str
-    pending: deque[_Entry] = field(default_factory=deque)
-    first_pending_at: float | None = None
-    next_attempt: float = 0.0
-    attempts: int = 0
-    failing_since: float | None = None
-    parked: bool = False  # the collector refused this key (401/403): kept, tried slowly
-    batch_limit: int = 1000  # lowered when the collector answers 413
-    last_error: str | None = None
-    delivered: int = 0
-    rejected: int = 0
-
-
-class _LogLimiter:
-    """At most one log line per kind of event per interval (drops come in bursts)."""
-
-    def __init__(self, interval: float = 30.0) -> None:
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -1e18) < self._interval:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        suppressed = self._suppressed.pop(kind, 0)
-        if suppressed:
-            message += f" ({suppressed} similar events not logged)"
-        log.warning(message, *args)
 
 
 class DeliveryEngine:
@@ -163,7 +72,7 @@ class DeliveryEngine:
         self._clock = clock
         self._wall = wall_clock
         self._backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max, jitter)
-        self._logs = _LogLimiter()
+        self._logs = LogLimiter()
         self._init_state()
         weak = weakref.WeakMethod(self._after_fork)
         if hasattr(os, "register_at_fork"):
@@ -176,7 +85,7 @@ class DeliveryEngine:
         self._batch_size = s.batch_size
         self._avg_bytes = 512.0
         self._pending_total = 0
-        self._states: dict[Target, _KeyState] = {}
+        self._states: dict[Target, KeyState] = {}
         self._keys: dict[str, Target] = {}  # key_ref -> a target carrying that key
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -428,7 +337,7 @@ class DeliveryEngine:
             dropped = spool.drop_oldest(1)
             with self._lock:
                 self._spool_known -= len(dropped)
-            self._discard([(_decode(r.body), target.on_discard) for r in dropped], "spool_full")
+            self._discard([(decode_wire(r.body), target.on_discard) for r in dropped], "spool_full")
             return
         if policy == "block":
             deadline = self._clock() + self.settings.block_timeout
@@ -528,10 +437,10 @@ class DeliveryEngine:
             with self._lock:
                 self._spool_known = self._count_known()
 
-    def _state(self, target: Target) -> _KeyState:
+    def _state(self, target: Target) -> KeyState:
         state = self._states.get(target)
         if state is None:
-            state = self._states[target] = _KeyState(target, key_ref(target))
+            state = self._states[target] = KeyState(target, key_ref(target))
             state.batch_limit = self._batch_size
         return state
 
@@ -553,7 +462,7 @@ class DeliveryEngine:
                 if not state.pending:
                     state.first_pending_at = now
                 state.pending.append(
-                    _Entry(record.response_id, None, record, None, target.on_discard)
+                    Entry(record.response_id, None, record, None, target.on_discard)
                 )
         self.total_drained += count
 
@@ -583,7 +492,7 @@ class DeliveryEngine:
             state = self._state(target)
             if not state.pending:
                 state.first_pending_at = now - self.settings.batch_interval  # already waited
-            state.pending.append(_Entry(row.response_id, row.body, None, row, None))
+            state.pending.append(Entry(row.response_id, row.body, None, row, None))
         with self._lock:
             self._pending_total += len(rows)
             self._spool_known -= len(rows)
@@ -593,9 +502,9 @@ class DeliveryEngine:
         by_key = self._worker_spool.stats()["by_key"]
         return sum(v["records"] - v["leased"] for k, v in by_key.items() if k in self._keys)
 
-    def _take(self, state: _KeyState) -> list[_Entry]:
+    def _take(self, state: KeyState) -> list[Entry]:
         limit = min(state.batch_limit, self._batch_size)
-        entries: list[_Entry] = []
+        entries: list[Entry] = []
         size = 0.0
         while state.pending and len(entries) < limit:
             entry = state.pending[0]
@@ -606,14 +515,14 @@ class DeliveryEngine:
             size += cost
         return entries
 
-    def _encode(self, entries: list[_Entry]) -> tuple[bytes, list[tuple[_Entry, str]]]:
+    def _encode(self, entries: list[Entry]) -> tuple[bytes, list[tuple[Entry, str]]]:
         """The request body, and the entries that cannot be sent as JSON (with why)."""
         if all(e.body is None for e in entries):
             try:
                 return encode_records([e.record for e in entries if e.record is not None]), []
             except (TypeError, ValueError):
                 pass  # find the culprits one by one below
-        bad: list[tuple[_Entry, str]] = []
+        bad: list[tuple[Entry, str]] = []
         for entry in entries:
             if entry.body is None and entry.record is not None:
                 try:
@@ -654,7 +563,7 @@ class DeliveryEngine:
             return resp.status, outcomes, retry_after, ""
         return resp.status, None, retry_after, f"HTTP {resp.status}: {resp.body[:200]!r}"
 
-    def _send(self, state: _KeyState) -> None:
+    def _send(self, state: KeyState) -> None:
         entries = self._take(state)
         body, bad = self._encode(entries)
         if bad:
@@ -709,7 +618,7 @@ class DeliveryEngine:
                 self._retry_later(state, entries, now + delay)
 
     def _settle(
-        self, state: _KeyState, entries: list[_Entry], outcomes: list[Outcome], now: float
+        self, state: KeyState, entries: list[Entry], outcomes: list[Outcome], now: float
     ) -> None:
         delivered = [e for e, o in zip(entries, outcomes, strict=True) if o.delivered]
         rejected = [
@@ -725,7 +634,7 @@ class DeliveryEngine:
         self._finish(state, delivered, rejected)
 
     def _finish(
-        self, state: _KeyState, delivered: list[_Entry], rejected: list[tuple[_Entry, str]]
+        self, state: KeyState, delivered: list[Entry], rejected: list[tuple[Entry, str]]
     ) -> None:
         """Account for entries that left for good: delivered, or dead-lettered."""
         spool = self._worker_spool
@@ -737,10 +646,10 @@ class DeliveryEngine:
             if spool is not None and spooled:
                 spool.dead_letter(spooled)
             memory = [(e, why) for e, why in rejected if e.row is None]
-            self._dead([(_wire_of(e), state.target, why) for e, why in memory], entries=memory)
+            self._dead([(wire_of(e), state.target, why) for e, why in memory], entries=memory)
             for entry, why in rejected:
                 if entry.row is not None:
-                    self.dead_letters.append((_wire_of(entry), why))
+                    self.dead_letters.append((wire_of(entry), why))
         state.delivered += len(delivered)
         state.rejected += len(rejected)
         self.total_delivered += len(delivered)
@@ -753,7 +662,7 @@ class DeliveryEngine:
     def _dead(
         self,
         items: list[tuple[dict[str, Any], Target, str]],
-        entries: list[tuple[_Entry, str]] | None = None,
+        entries: list[tuple[Entry, str]] | None = None,
     ) -> None:
         """Dead-letter memory records: kept in ``dead_letters`` (and the spool, when open)."""
         if not items:
@@ -765,13 +674,13 @@ class DeliveryEngine:
         )
         if self._worker_spool is not None:
             self._worker_spool.add_dead_letters(
-                (key_ref(t), t.api_base, str(w.get("response_id")), _encode_wire(w), why)
+                (key_ref(t), t.api_base, str(w.get("response_id")), encode_wire(w), why)
                 for w, t, why in items
             )
         if entries is None:  # rejected before it was ever queued for sending
             self.total_rejected += len(items)
 
-    def _retry_later(self, state: _KeyState, entries: list[_Entry], when: float) -> None:
+    def _retry_later(self, state: KeyState, entries: list[Entry], when: float) -> None:
         state.next_attempt = when
         memory = [e for e in entries if e.row is None]
         spooled = [e for e in entries if e.row is not None]
@@ -789,7 +698,7 @@ class DeliveryEngine:
         if not state.pending:
             state.first_pending_at = None
 
-    def _give_up(self, state: _KeyState, entries: list[_Entry], error: str) -> None:
+    def _give_up(self, state: KeyState, entries: list[Entry], error: str) -> None:
         memory = [e for e in entries if e.row is None]
         spooled = [e for e in entries if e.row is not None]
         if spooled:
@@ -798,7 +707,7 @@ class DeliveryEngine:
             with self._lock:
                 self._pending_total -= len(memory)
             self._discard(
-                [(_wire_of(e), e.on_discard) for e in memory],
+                [(wire_of(e), e.on_discard) for e in memory],
                 "retry_budget_exhausted",
             )
             self.last_error = f"gave up after {self.settings.retry_budget:.0f} s: {error}"
@@ -858,18 +767,3 @@ class DeliveryEngine:
             "per_key": per_key,
             "spool": spool,
         }
-
-
-def _wire_of(entry: _Entry) -> dict[str, Any]:
-    if entry.record is not None:
-        return entry.record.to_wire()
-    return _decode(entry.body or b"{}")
-
-
-def _decode(body: bytes) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(body)
-    return value
-
-
-def _encode_wire(wire: dict[str, Any]) -> bytes:
-    return json.dumps(wire, separators=(",", ":"), ensure_ascii=False, default=repr).encode()

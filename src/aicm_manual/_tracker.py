@@ -20,9 +20,9 @@ from typing import Any
 from ._config import UsageConfig
 from ._config_sources import ConfigSource, DirectoryConfigSource, shared_http_source
 from ._delivery_settings import DeliverySettings, DeliveryType, OnFull
-from ._engine import OnDiscard
 from ._global import get_global_delivery
 from ._ids import new_response_id
+from ._pending import OnDiscard
 from ._records import (
     Delivery,
     Target,
