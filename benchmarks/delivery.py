@@ -40,6 +40,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -627,6 +628,8 @@ def child_main(args: argparse.Namespace) -> None:
         res["fatal"] = f"{type(exc).__name__}: {exc}"
         res["traceback"] = traceback.format_exc()[-3000:]
     save()
+    if not args.keep_tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # never wait on a peer's atexit hook or non-daemon thread
@@ -709,6 +712,7 @@ def run_child(name: str, port: int, args: argparse.Namespace, tmp: Path) -> dict
         str(args.latency_max_s),
         "--flush-timeout",
         str(args.flush_timeout),
+        *(["--keep-tmp"] if args.keep_tmp else []),
     ]
     env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
@@ -1020,6 +1024,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset")
     p.add_argument("--quick", action="store_true", help="burst 10,000, 5,000 timed, spool 10,000")
     p.add_argument("--json", help="also write every figure to this file")
+    p.add_argument("--keep-tmp", action="store_true", help="keep spools, logs and results")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -1100,6 +1105,8 @@ def main() -> None:
             print(f"{status} in {results[name]['child_wall_s']:.1f} s", flush=True)
     finally:
         stop_process(sink)
+        if not args.keep_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     report(results, args, ours_ok)
     if args.json:

@@ -45,6 +45,7 @@ from ._records import Target, UsageRecord
 from ._retry import AUTH_STATUSES, Backoff, is_retryable, parse_retry_after
 from ._spool import Spool
 from ._wire import (
+    DELIVERED_OUTCOME,
     MAX_REQUEST_BYTES,
     Outcome,
     encode_batch,
@@ -432,7 +433,7 @@ class DeliveryEngine:
                     break
                 self._send(state)
         if self._worker_spool is not None and now >= self._next_owner_check:
-            self._next_owner_check = now + 5.0
+            self._next_owner_check = now + 30.0
             self._worker_spool.free_dead_owners()
             with self._lock:
                 self._spool_known = self._count_known()
@@ -484,18 +485,20 @@ class DeliveryEngine:
         if not wanted:
             return
         rows = spool.claim(wanted, 2 * self._batch_size, self.settings.lease_seconds)
+        wall = self._wall()
         self._last_claimed = len(rows)
         for row in rows:
             target = wanted[row.key_ref]
             if row.api_base != target.api_base:
                 target = Target(row.api_base, target.api_key, target.on_discard)
             state = self._state(target)
-            if not state.pending:
-                state.first_pending_at = now - self.settings.batch_interval  # already waited
+            if not state.pending:  # the batch's age is its oldest row's time in the spool
+                state.first_pending_at = now - max(0.0, wall - row.enqueued_at)
             state.pending.append(Entry(row.response_id, row.body, None, row, None))
         with self._lock:
             self._pending_total += len(rows)
-            self._spool_known -= len(rows)
+            # Rows another process spooled for the same key are not in our count.
+            self._spool_known = max(0, self._spool_known - len(rows))
 
     def _count_known(self) -> int:
         assert self._worker_spool is not None
@@ -554,7 +557,12 @@ class DeliveryEngine:
         retry_after = parse_retry_after(resp.headers.get("retry-after"), self._wall())
         if resp.status in (200, 207):
             try:
-                outcomes = parse_results(resp.json(), ids)
+                answer = resp.json()
+                results = answer.get("results") if isinstance(answer, dict) else None
+                if resp.status == 200 and isinstance(results, list) and len(results) == len(ids):
+                    # 200 means every record was accepted or a duplicate (DESIGN section 5).
+                    return 200, [DELIVERED_OUTCOME] * len(ids), retry_after, ""
+                outcomes = parse_results(answer, ids)
             except TransportError as exc:
                 return resp.status, None, retry_after, str(exc)
             if outcomes is None:

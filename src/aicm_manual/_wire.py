@@ -48,6 +48,9 @@ class Outcome:
         return self.status in DELIVERED
 
 
+DELIVERED_OUTCOME = Outcome("accepted")
+
+
 def parse_results(answer: Any, response_ids: Sequence[str]) -> list[Outcome] | None:
     """One Outcome per sent record, in order; None when the answer does not fit the batch
     (then nothing can be known and the whole batch is retried)."""
