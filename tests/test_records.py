@@ -12,7 +12,7 @@ import pytest
 
 from aicm_manual import Secret
 from aicm_manual._ids import new_response_id
-from aicm_manual._records import copy_value, format_timestamp
+from aicm_manual._records import copy_value, format_timestamp_us, normalise_timestamp
 
 
 def test_copy_value_is_a_deep_copy_of_json_like_data() -> None:
@@ -63,9 +63,18 @@ def test_forked_child_draws_different_response_ids() -> None:
     assert child_id != new_response_id()
 
 
-def test_format_timestamp_is_rfc3339_utc() -> None:
+def test_timestamps_are_exact_microseconds_in_rfc3339_utc() -> None:
     ts = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
-    assert format_timestamp(ts) == "2026-01-02T03:04:05.000006Z"
+    us = normalise_timestamp(ts)
+    assert format_timestamp_us(us) == "2026-01-02T03:04:05.000006Z"
+    assert normalise_timestamp("2026-01-02T03:04:05.000006Z") == us
+    assert normalise_timestamp(datetime(2026, 1, 2, 3, 4, 5, 6)) == us  # naive is UTC
+    assert format_timestamp_us(normalise_timestamp("1969-12-31T23:59:59.5Z")) == (
+        "1969-12-31T23:59:59.500000Z"
+    )
+    assert format_timestamp_us(normalise_timestamp("2026-06-30T23:59:59.999999-02:00")) == (
+        "2026-07-01T01:59:59.999999Z"
+    )
 
 
 def test_secret_masks_itself_everywhere_but_reveal() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aicm_manual import ConfigError, DeliveryEngine, DeliverySettings, DeliveryType, OnFull
-from aicm_manual._records import Target, UsageRecord
+from aicm_manual._records import Target, UsageRecord, normalise_timestamp
 from aicm_manual._retry import Backoff, is_retryable, parse_retry_after
 from aicm_manual.testing import CollectorStub, Scripted, StubTransport
 
@@ -26,7 +26,7 @@ class Clock:
 
 def record(rid: str) -> UsageRecord:
     usage = {"model": "m", "input_tokens": 1, "output_tokens": 2}
-    stamp = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    stamp = normalise_timestamp(datetime(2026, 11, 24, tzinfo=timezone.utc))
     return UsageRecord("openai-chat", "openai::gpt-4o-mini", rid, stamp, usage)
 
 
