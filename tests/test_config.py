@@ -16,7 +16,7 @@ BASE: dict[str, Any] = {
     "services": [
         {
             "service_id": "svc",
-            "pricing": {"currency": "USD", "rates": {"tokens": {"price": "0.5", "per": 1000}}},
+            "pricing": {"currency": "USD", "unit": {"tokens": {"price": "0.5", "per": 1000}}},
         }
     ],
 }
@@ -31,7 +31,7 @@ def make(**changes: Any) -> dict[str, Any]:
 def test_valid_config_round_trips_to_dict() -> None:
     config = UsageConfig.from_dict(make(), source="mem")
     assert config.service("svc").pricing is not None
-    rate = config.service("svc").pricing.rates["tokens"]  # type: ignore[union-attr]
+    rate = config.service("svc").pricing.unit["tokens"]  # type: ignore[union-attr]
     assert rate.price == Decimal("0.5")
     assert rate.per == 1000
     again = UsageConfig.from_dict(config.to_dict(), source="mem2")
@@ -63,29 +63,29 @@ def test_schema_is_reported_in_canonical_form() -> None:
         ({"handling_config": [1]}, "handling_config must be an object"),
         ({"colour": "red"}, r"unknown config keys \['colour'\]"),
         (
-            {"services": [{"service_id": "a", "pricing": {"rates": {"nope": {"price": "1"}}}}]},
-            "rate for 'nope', which is not in manual_usage_schema",
+            {"services": [{"service_id": "a", "pricing": {"unit": {"nope": {"price": "1"}}}}]},
+            "price for 'nope', which is not in manual_usage_schema",
         ),
         (
-            {"services": [{"service_id": "a", "pricing": {"rates": {"model": {"price": "1"}}}}]},
+            {"services": [{"service_id": "a", "pricing": {"unit": {"model": {"price": "1"}}}}]},
             "whose type str is not numeric",
         ),
         (
-            {"services": [{"service_id": "a", "pricing": {"rates": {"tokens": {"price": 0.1}}}}]},
+            {"services": [{"service_id": "a", "pricing": {"unit": {"tokens": {"price": 0.1}}}}]},
             "must be a decimal string",
         ),
         (
-            {"services": [{"service_id": "a", "pricing": {"rates": {"tokens": {"price": "x"}}}}]},
+            {"services": [{"service_id": "a", "pricing": {"unit": {"tokens": {"price": "x"}}}}]},
             "is not a decimal number",
         ),
         (
-            {"services": [{"service_id": "a", "pricing": {"rates": {"tokens": {"price": "-1"}}}}]},
+            {"services": [{"service_id": "a", "pricing": {"unit": {"tokens": {"price": "-1"}}}}]},
             "finite, non-negative",
         ),
         (
             {
                 "services": [
-                    {"service_id": "a", "pricing": {"rates": {"tokens": {"price": "1", "per": 0}}}}
+                    {"service_id": "a", "pricing": {"unit": {"tokens": {"price": "1", "per": 0}}}}
                 ]
             },
             "must be a positive integer",
@@ -95,7 +95,7 @@ def test_schema_is_reported_in_canonical_form() -> None:
                 "services": [
                     {
                         "service_id": "a",
-                        "pricing": {"currency": "usd", "rates": {"tokens": {"price": "1"}}},
+                        "pricing": {"currency": "usd", "unit": {"tokens": {"price": "1"}}},
                     }
                 ]
             },
@@ -110,7 +110,7 @@ def test_invalid_configs_are_rejected_with_a_reason(changes: dict[str, Any], mes
 
 
 def test_optional_numeric_field_may_carry_a_rate() -> None:
-    services = [{"service_id": "a", "pricing": {"rates": {"latency": {"price": "1"}}}}]
+    services = [{"service_id": "a", "pricing": {"unit": {"latency": {"price": "1"}}}}]
     config = UsageConfig.from_dict(make(services=services), source="m")
     assert config.service("a").pricing.currency == "USD"  # type: ignore[union-attr]
 
@@ -127,3 +127,26 @@ def test_unknown_service_lists_known_services() -> None:
     config = UsageConfig.from_dict(make(), source="m")
     with pytest.raises(ConfigNotFoundError, match=r"service 'other' not found .*'svc'"):
         config.service("other")
+
+
+def test_genai_prices_reference_round_trips() -> None:
+    services = [
+        {"service_id": "a", "pricing": {"genai_prices": {"provider": "openai", "model": "gpt-4o"}}}
+    ]
+    config = UsageConfig.from_dict(make(services=services), source="m")
+    ref = config.service("a").pricing.genai_prices  # type: ignore[union-attr]
+    assert (ref.provider, ref.model) == ("openai", "gpt-4o")  # type: ignore[union-attr]
+    assert UsageConfig.from_dict(config.to_dict(), source="m2") == config
+
+
+@pytest.mark.parametrize(
+    "pricing",
+    [
+        {"unit": {"tokens": {"price": "1"}}, "genai_prices": {"provider": "o", "model": "m"}},
+        {"currency": "USD"},
+        {"genai_prices": {"provider": "openai"}},
+    ],
+)
+def test_pricing_needs_exactly_one_valid_kind(pricing: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="pricing"):
+        UsageConfig.from_dict(make(services=[{"service_id": "a", "pricing": pricing}]), source="m")

@@ -10,7 +10,7 @@ and HTTP live in ``_config_sources``. A config looks like::
       "services": [
         {"service_id": "openai::gpt-4o-mini",
          "pricing": {"currency": "USD",
-                     "rates": {"input_tokens": {"price": "0.15", "per": 1000000}}}}
+                     "unit": {"input_tokens": {"price": "0.15", "per": 1000000}}}}
       ],
       "handling_config": {...}            (optional, free-form)
     }
@@ -55,9 +55,21 @@ class Rate:
 
 
 @dataclass(frozen=True)
+class GenaiPricesRef:
+    """Price LLM token usage with the ``genai-prices`` package's data for this model."""
+
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
 class Pricing:
-    currency: str
-    rates: Mapping[str, Rate]
+    """Either ``unit`` prices per usage field (cost = sum of usage[field] * price / per) or a
+    ``genai_prices`` model reference; ``currency`` applies to unit prices."""
+
+    currency: str = "USD"
+    unit: Mapping[str, Rate] = field(default_factory=dict)
+    genai_prices: GenaiPricesRef | None = None
 
 
 @dataclass(frozen=True)
@@ -182,23 +194,38 @@ def _service(raw: object, index: int, where: str, validator: TypeValidator) -> S
 
 
 def _pricing(raw: object, here: str, validator: TypeValidator) -> Pricing:
-    if not isinstance(raw, Mapping) or set(raw) - {"currency", "rates"}:
-        raise ConfigError(f"{here} must be an object with 'currency' and 'rates'")
+    if not isinstance(raw, Mapping) or set(raw) - {"currency", "unit", "genai_prices"}:
+        raise ConfigError(
+            f"{here} must be an object with 'unit' prices (and 'currency') or 'genai_prices'"
+        )
+    if ("unit" in raw) == ("genai_prices" in raw):
+        raise ConfigError(f"{here} needs exactly one of 'unit' and 'genai_prices'")
     currency = raw.get("currency", "USD")
     if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
         raise ConfigError(f"{here}: currency {currency!r} must be a 3-letter ISO 4217 code")
-    rates = raw.get("rates")
-    if not isinstance(rates, Mapping) or not rates:
-        raise ConfigError(f"{here}: rates must map usage fields to prices")
+    if "genai_prices" in raw:
+        ref = raw["genai_prices"]
+        if (
+            not isinstance(ref, Mapping)
+            or set(ref) != {"provider", "model"}
+            or not all(isinstance(v, str) and v for v in ref.values())
+        ):
+            raise ConfigError(f"{here}.genai_prices must be {{'provider': '...', 'model': '...'}}")
+        return Pricing(currency, {}, GenaiPricesRef(ref["provider"], ref["model"]))
+    unit = raw["unit"]
+    if not isinstance(unit, Mapping) or not unit:
+        raise ConfigError(f"{here}: unit must map usage fields to prices")
     types = validator.types
     out: dict[str, Rate] = {}
-    for name, rate in rates.items():
+    for name, rate in unit.items():
         if name not in types:
-            raise ConfigError(f"{here}: rate for {name!r}, which is not in manual_usage_schema")
+            raise ConfigError(f"{here}: price for {name!r}, which is not in manual_usage_schema")
         if not _numeric(types[name]):
-            raise ConfigError(f"{here}: rate for {name!r}, whose type {types[name]} is not numeric")
-        out[name] = _rate(rate, f"{here}.rates[{name!r}]")
-    return Pricing(currency=currency, rates=out)
+            raise ConfigError(
+                f"{here}: price for {name!r}, whose type {types[name]} is not numeric"
+            )
+        out[name] = _rate(rate, f"{here}.unit[{name!r}]")
+    return Pricing(currency=currency, unit=out)
 
 
 def _rate(raw: object, here: str) -> Rate:
@@ -227,12 +254,16 @@ def _numeric(node: TypeNode) -> bool:
 
 def _service_dict(service: ServiceConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"service_id": service.service_id}
-    if service.pricing is not None:
+    pricing = service.pricing
+    if pricing is not None and pricing.genai_prices is not None:
+        ref = pricing.genai_prices
+        out["pricing"] = {"genai_prices": {"provider": ref.provider, "model": ref.model}}
+    elif pricing is not None:
         out["pricing"] = {
-            "currency": service.pricing.currency,
-            "rates": {
+            "currency": pricing.currency,
+            "unit": {
                 name: {"price": str(rate.price), "per": rate.per}
-                for name, rate in service.pricing.rates.items()
+                for name, rate in pricing.unit.items()
             },
         }
     if service.description is not None:
