@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit bench clean
+.PHONY: test demo lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: lint typecheck unit
+
+# The main job: an embedded collector on a free loopback port with SQLite in ./aicm-demo-data,
+# a realistic workload through Tracker, then cost reports and delivery health.
+demo: $(STAMP)
+	$(BIN)/aicm-manual demo --data-dir aicm-demo-data --schemas schemas
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -52,6 +52,8 @@ def main(
     except SystemExit as exc:  # --help or a usage error: return the code so callers can test it
         return exc.code if isinstance(exc.code, int) else 0
     env = os.environ if environ is None else environ
+    if args.command != "queue":
+        return _server_command(args)
     try:
         spool = _open_existing(args, env, clock)
         try:
@@ -68,6 +70,22 @@ def main(
     return 0
 
 
+def _server_command(args: argparse.Namespace) -> int:
+    if args.server_run is None:
+        print(
+            f"{PROG} {args.command}: needs the collector: pip install 'aicm-manual[server]'",
+            file=sys.stderr,
+        )
+        return 1
+    from .server._commands import run
+
+    try:
+        return run(args)
+    except (AicmError, ValueError) as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="aicm-manual administration.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -77,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inspect the persistent delivery spool and replay dead letters.",
     )
     actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
+    try:
+        from .server._commands import add_commands
+    except ImportError:  # without the server extra: say how to get the verbs
+        for verb in ("serve", "keys", "report", "demo"):
+            commands.add_parser(verb, help="needs the server extra").set_defaults(server_run=None)
+    else:
+        add_commands(commands)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

@@ -1,0 +1,328 @@
+"""The collector's HTTP API (DESIGN section 5) as a Starlette app.
+
+    app = create_app(storage, configs, pricer)
+    uvicorn.run(app, host="127.0.0.1", port=8700)
+
+Every route but the probes needs ``Authorization: Bearer <key>``; the key's tenant scopes
+everything the route reads or writes. Storage calls run in the thread pool, so the event
+loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .._config import UsageConfig
+from .._records import format_timestamp_us, normalise_timestamp
+from ..errors import AicmError
+from ._auth import hash_key
+from ._ingest import MAX_BODY_BYTES, Ingestor, PricerLike, RequestError, cost_text
+from ._storage import ApiKeyRecord, Storage, StoredEvent, SummaryRow
+
+Handler = Callable[[Request], Awaitable[Response]]
+_json = msgspec.json.Encoder()
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_json.encode(data), status, headers, media_type="application/json")
+
+
+def error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"detail": detail}, status, headers)
+
+
+class Collector:
+    """Routes bound to one storage, one set of configs and one pricer."""
+
+    def __init__(
+        self, storage: Storage, configs: Sequence[UsageConfig], pricer: PricerLike
+    ) -> None:
+        self.storage = storage
+        self.configs = {c.config_id: c for c in configs}
+        self.ingestor = Ingestor(self.configs, pricer, storage)
+        self.started = time.time()
+        self.requests: dict[str, int] = {}
+        listing = _json.encode({"configs": [c.to_dict() for c in configs]})
+        self.listing = (listing, _etag(listing))
+        self.one = {c.config_id: (body := _json.encode(c.to_dict()), _etag(body)) for c in configs}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _auth(self, request: Request, scope: str) -> ApiKeyRecord | Response:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Bearer ") or not header[7:].strip():
+            return error(401, "missing API key (Authorization: Bearer <key>)")
+        record = await run_in_threadpool(self.storage.find_key, hash_key(header[7:].strip()))
+        if record is None:
+            return error(401, "unknown API key")
+        if scope not in record.scopes and "admin" not in record.scopes:
+            return error(403, f"this key lacks the {scope!r} scope")
+        return record
+
+    def route(
+        self, scope: str, fn: Callable[[Request, ApiKeyRecord], Awaitable[Response]]
+    ) -> Handler:
+        async def handler(request: Request) -> Response:
+            name = request.url.path
+            self.requests[name] = self.requests.get(name, 0) + 1
+            auth = await self._auth(request, scope)
+            if isinstance(auth, Response):
+                return auth
+            try:
+                return await fn(request, auth)
+            except RequestError as exc:
+                return error(exc.status, str(exc))
+
+        return handler
+
+    # -- configs ----------------------------------------------------------------------------
+
+    async def list_configs(self, request: Request, key: ApiKeyRecord) -> Response:
+        return _cached(request, *self.listing)
+
+    async def get_config(self, request: Request, key: ApiKeyRecord) -> Response:
+        found = self.one.get(request.path_params["config_id"])
+        if found is None:
+            return error(404, f"config {request.path_params['config_id']!r} not found")
+        return _cached(request, *found)
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    async def track(self, request: Request, key: ApiKeyRecord) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error(413, f"body over {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        if request.headers.get("content-encoding") == "gzip":
+            import gzip
+
+            try:
+                body = gzip.decompress(body)
+            except (OSError, EOFError):
+                return error(400, "body is not valid gzip")
+        status, answer = await run_in_threadpool(self.ingestor.handle, key.tenant, body)
+        return json_response(answer, status)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    async def get_event(self, request: Request, key: ApiKeyRecord) -> Response:
+        rid = request.path_params["response_id"]
+        events = await run_in_threadpool(self.storage.get_events, key.tenant, rid)
+        if not events:
+            return error(404, f"no event with response_id {rid!r}")
+        return json_response({"events": [_event(e) for e in events]})
+
+    async def list_events(self, request: Request, key: ApiKeyRecord) -> Response:
+        q = request.query_params
+        limit = _int(q.get("limit"), "limit", 100, 1, 1000)
+        cursor = _int(q.get("cursor"), "cursor", 0, 0, 2**62) or None
+        events = await run_in_threadpool(
+            lambda: self.storage.list_events(
+                key.tenant,
+                service_id=q.get("service_id"),
+                client_customer_key=q.get("client_customer_key"),
+                since_us=_time(q.get("from"), "from"),
+                until_us=_time(q.get("to"), "to"),
+                after_id=cursor,
+                limit=limit,
+            )
+        )
+        next_cursor = str(events[-1].id) if len(events) == limit else None
+        return json_response({"events": [_event(e) for e in events], "next_cursor": next_cursor})
+
+    async def cost_summary(self, request: Request, key: ApiKeyRecord) -> Response:
+        q = request.query_params
+        group_by = q.get("group_by", "client_customer_key")
+        if group_by not in ("client_customer_key", "service_id"):
+            raise RequestError(400, "group_by must be client_customer_key or service_id")
+        rows: list[SummaryRow] = await run_in_threadpool(
+            self.storage.cost_summary,
+            key.tenant,
+            group_by,  # type: ignore[arg-type]
+            _time(q.get("from"), "from"),
+            _time(q.get("to"), "to"),
+        )
+        return json_response(_summary(rows, group_by))
+
+    async def usage(self, request: Request, key: ApiKeyRecord) -> Response:
+        q = request.query_params
+        bucket, group_by = q.get("bucket", "day"), q.get("group_by", "service_id")
+        if bucket not in ("hour", "day", "month"):
+            raise RequestError(400, "bucket must be hour, day or month")
+        if group_by not in ("client_customer_key", "service_id"):
+            raise RequestError(400, "group_by must be client_customer_key or service_id")
+        rows = await run_in_threadpool(
+            self.storage.usage,
+            key.tenant,
+            bucket,  # type: ignore[arg-type]
+            group_by,  # type: ignore[arg-type]
+            _time(q.get("from"), "from"),
+            _time(q.get("to"), "to"),
+        )
+        return json_response(
+            {
+                "bucket": bucket,
+                "group_by": group_by,
+                "rows": [
+                    {
+                        "start": format_timestamp_us(r.bucket_start_us),
+                        group_by: r.key,
+                        "events": r.events,
+                        "cost": cost_text(r.cost_nanos),
+                        "currency": r.currency,
+                        "unpriced": r.unpriced,
+                    }
+                    for r in rows
+                ],
+            }
+        )
+
+    # -- probes -----------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self.storage.ping)
+        except Exception as exc:  # any failure means "not ready", with the reason
+            return error(503, f"storage unavailable: {type(exc).__name__}")
+        return json_response({"status": "ready"})
+
+    async def metrics(self, request: Request) -> Response:
+        lines = [
+            "# HELP aicm_records_total Records answered by /api/v1/track, by status.",
+            "# TYPE aicm_records_total counter",
+            *(
+                f'aicm_records_total{{status="{s}"}} {n}'
+                for s, n in sorted(self.ingestor.counts.items())
+            ),
+            "# HELP aicm_requests_total Authenticated-route requests, by path.",
+            "# TYPE aicm_requests_total counter",
+            *(
+                f'aicm_requests_total{{path="{p}"}} {n}'
+                for p, n in sorted(self.requests.items())
+                if p.startswith("/api/v1/")
+            ),
+            "# HELP aicm_uptime_seconds Seconds since the collector started.",
+            "# TYPE aicm_uptime_seconds gauge",
+            f"aicm_uptime_seconds {time.time() - self.started:.3f}",
+        ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    async def openapi(self, request: Request) -> Response:
+        from ._openapi import OPENAPI
+
+        return json_response(OPENAPI)
+
+
+def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerLike) -> Starlette:
+    c = Collector(storage, configs, pricer)
+    routes = [
+        Route("/api/v1/configs", c.route("read", c.list_configs), methods=["GET"]),
+        Route("/api/v1/configs/{config_id}", c.route("read", c.get_config), methods=["GET"]),
+        Route("/api/v1/track", c.route("ingest", c.track), methods=["POST"]),
+        Route("/api/v1/events", c.route("read", c.list_events), methods=["GET"]),
+        Route("/api/v1/events/{response_id}", c.route("read", c.get_event), methods=["GET"]),
+        Route("/api/v1/costs/summary", c.route("read", c.cost_summary), methods=["GET"]),
+        Route("/api/v1/usage", c.route("read", c.usage), methods=["GET"]),
+        Route("/api/v1/openapi.json", c.openapi, methods=["GET"]),
+        Route("/healthz", c.healthz, methods=["GET"]),
+        Route("/readyz", c.readyz, methods=["GET"]),
+        Route("/metrics", c.metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.collector = c
+    return app
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _cached(request: Request, body: bytes, etag: str) -> Response:
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body, 200, {"ETag": etag}, media_type="application/json")
+
+
+def _int(text: str | None, name: str, default: int, low: int, high: int) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise RequestError(400, f"{name} must be an integer from {low} to {high}")
+    return int(text)
+
+
+def _time(text: str | None, name: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return normalise_timestamp(text)
+    except AicmError:
+        raise RequestError(
+            400, f"{name} must be an RFC 3339 time such as 2026-11-24T00:00:00Z"
+        ) from None
+
+
+def _event(e: StoredEvent) -> dict[str, Any]:
+    return {
+        "response_id": e.response_id,
+        "config_id": e.config_id,
+        "service_id": e.service_id,
+        "timestamp": format_timestamp_us(e.timestamp_us),
+        "received_at": format_timestamp_us(e.received_us),
+        "client_customer_key": e.client_customer_key,
+        "usage": msgspec.json.decode(e.usage),
+        "context": None if e.context is None else msgspec.json.decode(e.context),
+        "priced": e.cost_nanos is not None,
+        "cost": None if e.cost_nanos is None else cost_text(e.cost_nanos),
+        "currency": e.currency,
+        "price_source": e.price_source,
+        "cursor": str(e.id),
+    }
+
+
+def _summary(rows: list[SummaryRow], group_by: str) -> dict[str, Any]:
+    merged: dict[str | None, dict[str, Any]] = {}
+    totals: dict[str, int] = {}
+    for r in rows:
+        row = merged.setdefault(
+            r.key, {group_by: r.key, "events": 0, "cost_nanos": {}, "unpriced": 0}
+        )
+        row["events"] += r.events
+        row["unpriced"] += r.unpriced
+        if r.currency is not None:
+            row["cost_nanos"][r.currency] = row["cost_nanos"].get(r.currency, 0) + r.cost_nanos
+            totals[r.currency] = totals.get(r.currency, 0) + r.cost_nanos
+    out_rows = []
+    single = next(iter(totals)) if len(totals) == 1 else None
+    for row in merged.values():
+        costs: dict[str, int] = row.pop("cost_nanos")
+        if single is not None or not costs:
+            row["cost"] = cost_text(costs.get(single or "", 0))
+        else:
+            row["cost"] = {cur: cost_text(n) for cur, n in sorted(costs.items())}
+        out_rows.append(row)
+    out_rows.sort(key=lambda r: (r[group_by] is None, r[group_by] or ""))
+    if len(totals) <= 1:
+        return {
+            "rows": out_rows,
+            "total_cost": cost_text(totals.get(single or "", 0)),
+            "currency": single or "USD",
+        }
+    return {
+        "rows": out_rows,
+        "total_cost": {cur: cost_text(n) for cur, n in sorted(totals.items())},
+        "currency": None,
+    }

@@ -1,0 +1,90 @@
+"""Run the collector inside this process, on a loopback port, for demos and tests.
+
+    with embedded_collector("sqlite:///data/demo.db", "schemas", ["demo:aicm_demo_key"]) as c:
+        tracker = Tracker("heygen", "heygen::streaming-avatar", aicm_api_base=c.url,
+                          aicm_api_key="aicm_demo_key")
+
+uvicorn serves the app in a daemon thread on a socket bound here (port 0 picks a free
+one), so the URL is known before the first request and nothing is started by hand.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from .._config_sources import DirectoryConfigSource
+from ._app import create_app
+from ._auth import hash_key, parse_key_spec
+from ._pricing import Pricer
+from ._storage import SCOPES, Storage
+from ._urls import open_storage
+
+
+@dataclass
+class EmbeddedCollector:
+    url: str
+    storage: Storage
+    server: uvicorn.Server
+
+
+def register_keys(storage: Storage, specs: Sequence[str]) -> list[str]:
+    """Register ``[TENANT:]KEY`` specs with every scope; return their tenants."""
+    tenants = []
+    for spec in specs:
+        tenant, key = parse_key_spec(spec)
+        storage.put_key(hash_key(key), tenant, SCOPES)
+        tenants.append(tenant)
+    return tenants
+
+
+def build(
+    database: str, schemas_dir: str | Path, api_keys: Sequence[str]
+) -> tuple[Storage, Starlette]:
+    storage = open_storage(database)
+    register_keys(storage, api_keys)
+    configs = DirectoryConfigSource(schemas_dir).all()
+    return storage, create_app(storage, configs, Pricer(configs))
+
+
+@contextmanager
+def embedded_collector(
+    database: str,
+    schemas_dir: str | Path,
+    api_keys: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout: float = 10.0,
+) -> Iterator[EmbeddedCollector]:
+    storage, app = build(database, schemas_dir, api_keys)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="aicm-collector", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the embedded collector did not start")
+        time.sleep(0.01)
+    bound = sock.getsockname()
+    try:
+        yield EmbeddedCollector(f"http://{bound[0]}:{bound[1]}", storage, server)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)
+        sock.close()
+        storage.close()

@@ -1,0 +1,407 @@
+"""SQLite storage for the collector: WAL, one writer thread, read connections per thread.
+
+    storage = SqliteStorage("data/collector.db")
+    storage.ingest(events)          # committed when it returns
+
+All writes go through one thread that groups waiting batches into one transaction, so
+concurrent requests never fight over the write lock (that is what kept p99 low in the
+prototype). Queries use per-thread read connections, which WAL lets run beside the writer.
+Uniqueness is enforced by the table's UNIQUE key at write time, never by a cache.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from ._storage import (
+    US_PER_DAY,
+    ApiKeyRecord,
+    Bucket,
+    GroupBy,
+    IngestStatus,
+    NewEvent,
+    StoredEvent,
+    SummaryRow,
+    UsageRow,
+    rollup_deltas,
+)
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        config_id TEXT NOT NULL,
+        service_id TEXT NOT NULL,
+        response_id TEXT NOT NULL,
+        timestamp_us INTEGER NOT NULL,
+        received_us INTEGER NOT NULL,
+        client_customer_key TEXT,
+        usage BLOB NOT NULL,
+        context BLOB,
+        payload_hash TEXT NOT NULL,
+        cost_nanos INTEGER,
+        currency TEXT,
+        price_source TEXT,
+        UNIQUE (tenant, service_id, response_id)
+    );
+    CREATE INDEX events_tenant_time ON events (tenant, timestamp_us);
+    CREATE INDEX events_tenant_response ON events (tenant, response_id);
+    CREATE TABLE rollups_daily (
+        tenant TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        client_customer_key TEXT NOT NULL,
+        service_id TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        events INTEGER NOT NULL,
+        cost_nanos INTEGER NOT NULL,
+        unpriced INTEGER NOT NULL,
+        PRIMARY KEY (tenant, day, client_customer_key, service_id, currency)
+    );
+    CREATE TABLE api_keys (
+        key_hash TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
+]
+
+_EVENT_COLUMNS = (
+    "id, tenant, config_id, service_id, response_id, timestamp_us, received_us,"
+    " client_customer_key, usage, context, payload_hash, cost_nanos, currency, price_source"
+)
+_GROUP_COLUMN = {"client_customer_key": "client_customer_key", "service_id": "service_id"}
+
+
+class SqliteStorage:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._db = self._connect()
+        self._set_wal()
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+        self._jobs: queue.Queue[tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None]
+        self._jobs = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="aicm-sqlite-writer")
+        self._writer.daemon = True
+        self._writer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=30000")
+        return db
+
+    def _set_wal(self) -> None:
+        # Switching to WAL needs a moment alone with the file; a second process starting
+        # at the same instant gets "database is locked" at once, whatever the busy timeout.
+        for attempt in range(200):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 199:
+                    raise
+                time.sleep(0.01)
+
+    def _migrate(self) -> None:
+        db = self._db
+        # Read what is applied under the write lock, so two processes migrating a fresh
+        # file at once take turns instead of both creating the tables.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            done = {v for (v,) in db.execute("SELECT version FROM schema_migrations")}
+            for version, script in enumerate(MIGRATIONS, start=1):
+                if version in done:
+                    continue
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, self._clock()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- the writer -------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            jobs = [job]
+            while len(jobs) < 64:  # group waiting writes into one transaction
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._jobs.put(None)
+                    break
+                jobs.append(more)
+            self._run_group(jobs)
+
+    def _run_group(
+        self, jobs: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
+    ) -> None:
+        db = self._db
+        results: list[Any] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for fn, _ in jobs:
+                db.execute("SAVEPOINT job")
+                try:
+                    results.append(fn(db))
+                    db.execute("RELEASE job")
+                except Exception as exc:  # one bad job must not sink the others
+                    db.execute("ROLLBACK TO job")
+                    db.execute("RELEASE job")
+                    results.append(exc)
+            db.execute("COMMIT")
+        except Exception as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for _, future in jobs:
+                future.set_exception(exc)
+            return
+        # Answer only now: every job's effects are committed.
+        for (_, future), result in zip(jobs, results, strict=True):
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._closed:
+            raise RuntimeError("the storage is closed")
+        future: Future[Any] = Future()
+        self._jobs.put((fn, future))
+        return future.result()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def ingest(self, events: Sequence[NewEvent]) -> list[IngestStatus]:
+        received = int(self._clock() * 1_000_000)
+        result: list[IngestStatus] = self._write(lambda db: self._ingest(db, events, received))
+        return result
+
+    def _ingest(
+        self, db: sqlite3.Connection, events: Sequence[NewEvent], received: int
+    ) -> list[IngestStatus]:
+        statuses: list[IngestStatus] = []
+        accepted: list[NewEvent] = []
+        for e in events:
+            row = db.execute(
+                "INSERT INTO events (tenant, config_id, service_id, response_id, timestamp_us,"
+                " received_us, client_customer_key, usage, context, payload_hash, cost_nanos,"
+                " currency, price_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant, service_id, response_id) DO NOTHING RETURNING id",
+                (
+                    e.tenant,
+                    e.config_id,
+                    e.service_id,
+                    e.response_id,
+                    e.timestamp_us,
+                    received,
+                    e.client_customer_key,
+                    e.usage,
+                    e.context,
+                    e.payload_hash,
+                    e.cost_nanos,
+                    e.currency,
+                    e.price_source,
+                ),
+            ).fetchone()
+            if row is not None:
+                statuses.append("accepted")
+                accepted.append(e)
+                continue
+            (stored_hash,) = db.execute(
+                "SELECT payload_hash FROM events"
+                " WHERE tenant = ? AND service_id = ? AND response_id = ?",
+                (e.tenant, e.service_id, e.response_id),
+            ).fetchone()
+            statuses.append("duplicate" if stored_hash == e.payload_hash else "conflict")
+        if accepted:
+            tenant_rows: dict[str, list[NewEvent]] = {}
+            for e in accepted:
+                tenant_rows.setdefault(e.tenant, []).append(e)
+            for tenant, rows in sorted(tenant_rows.items()):
+                db.executemany(
+                    "INSERT INTO rollups_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (tenant, day, client_customer_key, service_id, currency)"
+                    " DO UPDATE SET events = events + excluded.events,"
+                    " cost_nanos = cost_nanos + excluded.cost_nanos,"
+                    " unpriced = unpriced + excluded.unpriced",
+                    [
+                        (tenant, *key, n, cost, unpriced)
+                        for key, n, cost, unpriced in rollup_deltas(rows)
+                    ],
+                )
+        return statuses
+
+    def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
+        now = self._clock()
+        self._write(
+            lambda db: db.execute(
+                "INSERT INTO api_keys VALUES (?, ?, ?, ?) ON CONFLICT (key_hash)"
+                " DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes",
+                (key_hash, tenant, ",".join(sorted(scopes)), now),
+            )
+        )
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            if self._closed:
+                raise RuntimeError("the storage is closed")
+            db = self._local.db = self._connect()
+            with self._readers_lock:
+                self._readers.append(db)
+        return db
+
+    def find_key(self, key_hash: str) -> ApiKeyRecord | None:
+        row = (
+            self._reader()
+            .execute("SELECT tenant, scopes FROM api_keys WHERE key_hash = ?", (key_hash,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return ApiKeyRecord(row[0], frozenset(s for s in row[1].split(",") if s))
+
+    def get_events(self, tenant: str, response_id: str) -> list[StoredEvent]:
+        rows = self._reader().execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND response_id = ? ORDER BY id",
+            (tenant, response_id),
+        )
+        return [StoredEvent(*r) for r in rows]
+
+    def list_events(
+        self,
+        tenant: str,
+        *,
+        service_id: str | None = None,
+        client_customer_key: str | None = None,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> list[StoredEvent]:
+        where, args = ["tenant = ?"], [tenant]
+        for clause, value in (
+            ("service_id = ?", service_id),
+            ("client_customer_key = ?", client_customer_key),
+            ("timestamp_us >= ?", since_us),
+            ("timestamp_us < ?", until_us),
+            ("id > ?", after_id),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)  # type: ignore[arg-type]
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+        return [StoredEvent(*r) for r in self._reader().execute(sql, (*args, limit))]
+
+    def cost_summary(
+        self, tenant: str, group_by: GroupBy, since_us: int | None, until_us: int | None
+    ) -> list[SummaryRow]:
+        column = _GROUP_COLUMN[group_by]
+        if _whole_days(since_us) and _whole_days(until_us):
+            where, args = ["tenant = ?"], [tenant]
+            if since_us is not None:
+                where.append("day >= ?")
+                args.append(since_us // US_PER_DAY)  # type: ignore[arg-type]
+            if until_us is not None:
+                where.append("day < ?")
+                args.append(until_us // US_PER_DAY)  # type: ignore[arg-type]
+            sql = (
+                f"SELECT {column}, currency, sum(events), sum(cost_nanos), sum(unpriced)"
+                f" FROM rollups_daily WHERE {' AND '.join(where)}"
+                f" GROUP BY {column}, currency ORDER BY {column}, currency"
+            )
+            return [
+                SummaryRow(r[0] or None, r[1] or None, r[2], r[3], r[4])
+                for r in self._reader().execute(sql, args)
+            ]
+        window, window_args = _event_window(tenant, since_us, until_us)
+        sql = (
+            f"SELECT {column}, CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
+            " count(*), coalesce(sum(cost_nanos), 0), sum(cost_nanos IS NULL)"
+            f" FROM events WHERE {window} GROUP BY {column}, cur ORDER BY {column}, cur"
+        )
+        return [SummaryRow(*r) for r in self._reader().execute(sql, window_args)]
+
+    def usage(
+        self,
+        tenant: str,
+        bucket: Bucket,
+        group_by: GroupBy,
+        since_us: int | None,
+        until_us: int | None,
+    ) -> list[UsageRow]:
+        column = _GROUP_COLUMN[group_by]
+        start = {
+            "hour": "(timestamp_us / 3600000000) * 3600000000",
+            "day": f"(timestamp_us / {US_PER_DAY}) * {US_PER_DAY}",
+            "month": "CAST(strftime('%s', timestamp_us / 1000000, 'unixepoch', 'start of month')"
+            " AS INTEGER) * 1000000",
+        }[bucket]
+        where, args = _event_window(tenant, since_us, until_us)
+        sql = (
+            f"SELECT {start} AS b, {column},"
+            " CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
+            " count(*), coalesce(sum(cost_nanos), 0), sum(cost_nanos IS NULL)"
+            f" FROM events WHERE {where} GROUP BY b, {column}, cur ORDER BY b, {column}, cur"
+        )
+        return [UsageRow(*r) for r in self._reader().execute(sql, args)]
+
+    def ping(self) -> None:
+        self._reader().execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        self._writer.join(timeout=10)
+        self._db.close()
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+
+
+def _whole_days(us: int | None) -> bool:
+    return us is None or us % US_PER_DAY == 0
+
+
+def _event_window(tenant: str, since_us: int | None, until_us: int | None) -> tuple[str, list[Any]]:
+    where: list[str] = ["tenant = ?"]
+    args: list[Any] = [tenant]
+    if since_us is not None:
+        where.append("timestamp_us >= ?")
+        args.append(since_us)
+    if until_us is not None:
+        where.append("timestamp_us < ?")
+        args.append(until_us)
+    return " AND ".join(where), args

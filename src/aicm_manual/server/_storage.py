@@ -1,0 +1,163 @@
+"""The collector's storage seam: what a backend (SQLite, PostgreSQL) must do.
+
+Pure: types and a protocol, no I/O. Contract, shared by every backend and checked by the
+same tests:
+
+- ``ingest(events)`` stores each event at most once per (tenant, service_id, response_id)
+  and answers, in order, ``accepted`` (new), ``duplicate`` (same payload hash) or
+  ``conflict`` (same key, other payload). It returns only after the accepted events are
+  committed, and updates the daily rollups in the same transaction. Safe when several
+  collector processes ingest the same events at once.
+- Costs are integers in nano-units of their currency (1e-9), never floats.
+- Every query is scoped to one tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+IngestStatus = Literal["accepted", "duplicate", "conflict"]
+GroupBy = Literal["client_customer_key", "service_id"]
+Bucket = Literal["hour", "day", "month"]
+SCOPES = frozenset({"ingest", "read", "admin"})
+US_PER_DAY = 86_400_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One validated, priced record ready to store."""
+
+    tenant: str
+    config_id: str
+    service_id: str
+    response_id: str
+    timestamp_us: int  # event time, microseconds since the epoch (UTC)
+    client_customer_key: str | None
+    usage: bytes  # the usage payload as JSON
+    context: bytes | None  # the context as JSON
+    payload_hash: str  # SHA-256 hex of the record's canonical JSON: tells duplicate from conflict
+    cost_nanos: int | None  # None: not priced (unknown service or price); stored anyway
+    currency: str | None
+    price_source: str | None  # what priced it, e.g. "unit" or "genai-prices 0.2.3 openai/gpt-4o"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int  # storage order; the keyset for pagination
+    tenant: str
+    config_id: str
+    service_id: str
+    response_id: str
+    timestamp_us: int
+    received_us: int
+    client_customer_key: str | None
+    usage: bytes
+    context: bytes | None
+    payload_hash: str
+    cost_nanos: int | None
+    currency: str | None
+    price_source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    key: str | None  # the customer key or service id (None: records without a customer)
+    currency: str | None  # None for the unpriced part
+    events: int
+    cost_nanos: int
+    unpriced: int  # events in this row that carry no cost
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    bucket_start_us: int
+    key: str | None
+    currency: str | None
+    events: int
+    cost_nanos: int
+    unpriced: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    tenant: str
+    scopes: frozenset[str]
+
+
+_NO_KEY = ""  # rollups keep "no customer" and "no currency" as '' inside the primary key
+
+
+def rollup_key(event: NewEvent) -> tuple[int, str, str, str]:
+    return (
+        event.timestamp_us // US_PER_DAY,
+        event.client_customer_key or _NO_KEY,
+        event.service_id,
+        (event.currency or _NO_KEY) if event.cost_nanos is not None else _NO_KEY,
+    )
+
+
+def rollup_deltas(
+    accepted: Sequence[NewEvent],
+) -> list[tuple[tuple[int, str, str, str], int, int, int]]:
+    """(key, events, cost, unpriced) per rollup row, in a fixed key order: a backend that
+    locks rows (PostgreSQL) then always takes them in the same order and cannot deadlock."""
+    sums: dict[tuple[int, str, str, str], list[int]] = {}
+    for event in accepted:
+        row = sums.setdefault(rollup_key(event), [0, 0, 0])
+        row[0] += 1
+        row[1] += event.cost_nanos or 0
+        row[2] += event.cost_nanos is None
+    return [(key, *values) for key, values in sorted(sums.items())]  # type: ignore[misc]
+
+
+class Storage(Protocol):
+    def ingest(self, events: Sequence[NewEvent]) -> list[IngestStatus]: ...
+
+    def get_events(self, tenant: str, response_id: str) -> list[StoredEvent]:
+        """Every event of the tenant with this response_id (one per service)."""
+        ...
+
+    def list_events(
+        self,
+        tenant: str,
+        *,
+        service_id: str | None = None,
+        client_customer_key: str | None = None,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> list[StoredEvent]:
+        """Events in storage order after ``after_id`` (keyset pagination); the time window
+        is on the event time, ``since`` inclusive and ``until`` exclusive."""
+        ...
+
+    def cost_summary(
+        self, tenant: str, group_by: GroupBy, since_us: int | None, until_us: int | None
+    ) -> list[SummaryRow]:
+        """Cost per key and currency; served from the daily rollups when the window is
+        whole days (or open), from the events otherwise."""
+        ...
+
+    def usage(
+        self,
+        tenant: str,
+        bucket: Bucket,
+        group_by: GroupBy,
+        since_us: int | None,
+        until_us: int | None,
+    ) -> list[UsageRow]: ...
+
+    def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
+        """Register (or replace) an API key by its SHA-256; the key itself is never stored."""
+        ...
+
+    def find_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (readiness)."""
+        ...
+
+    def close(self) -> None: ...

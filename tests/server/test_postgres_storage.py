@@ -1,0 +1,113 @@
+"""What only the PostgreSQL backend does: schemas, URLs, lost connections, closing.
+
+The shared behaviour is in test_storage_contract.py; these use the same local server and
+scratch schemas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from uuid import uuid4
+
+import pytest
+from test_storage_contract import ev, pg_schema, postgres_url  # noqa: F401 - fixtures
+
+from aicm_manual.server._storage import SummaryRow
+
+psycopg = pytest.importorskip("psycopg")
+
+from aicm_manual.server._postgres import PostgresStorage  # noqa: E402 - needs psycopg
+from aicm_manual.server._urls import open_storage  # noqa: E402
+
+
+def tables(url: str, schema: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (schema,),
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+@pytest.fixture
+def pg(postgres_url: str, pg_schema: str) -> Iterator[PostgresStorage]:  # noqa: F811
+    storage = PostgresStorage(postgres_url, schema=pg_schema)
+    yield storage
+    storage.close()
+
+
+def test_schema_holds_every_table_and_is_created_once(
+    postgres_url: str,  # noqa: F811
+    pg_schema: str,  # noqa: F811
+    pg: PostgresStorage,
+) -> None:
+    assert tables(postgres_url, pg_schema) == {
+        "api_keys",
+        "events",
+        "rollups_daily",
+        "schema_migrations",
+    }
+    PostgresStorage(postgres_url, schema=pg_schema).close()  # a second start changes nothing
+    with psycopg.connect(postgres_url) as conn:
+        versions = conn.execute(
+            psycopg.sql.SQL("SELECT version FROM {}.schema_migrations").format(
+                psycopg.sql.Identifier(pg_schema)
+            )
+        ).fetchall()
+    assert versions == [(1,)]
+
+
+def test_a_url_with_its_own_search_path_is_used_as_is(
+    postgres_url: str,  # noqa: F811
+    pg_schema: str,  # noqa: F811
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(pg_schema)))
+    storage = open_storage(f"{postgres_url}?options=-csearch_path%3D{pg_schema}")
+    try:
+        assert isinstance(storage, PostgresStorage)
+        assert storage.ingest([ev("r1")]) == ["accepted"]
+        assert storage.cost_summary("tenant-a", "service_id", None, None) == [
+            SummaryRow("openai::gpt-4o", "USD", 1, 1_000, 0)
+        ]
+    finally:
+        storage.close()
+    assert "events" in tables(postgres_url, pg_schema)
+
+
+def test_connections_the_server_dropped_are_replaced(
+    postgres_url: str,  # noqa: F811
+    pg_schema: str,  # noqa: F811
+) -> None:
+    """An idle connection killed by the server (a restart, a failover) costs no failed call."""
+    name = f"aicm_test_{uuid4().hex[:8]}"
+    storage = PostgresStorage(f"{postgres_url}?application_name={name}", schema=pg_schema)
+    try:
+        storage.ping()
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            # The call sits in the select list so it runs only on the rows WHERE kept.
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchall()
+        assert killed
+        assert all(ok for (ok,) in killed)
+        assert storage.ingest([ev("r1")]) == ["accepted"]
+        storage.ping()
+        assert [e.response_id for e in storage.list_events("tenant-a")] == ["r1"]
+    finally:
+        storage.close()
+
+
+def test_calls_after_close_fail_loudly(pg: PostgresStorage) -> None:
+    pg.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pg.ingest([ev("r1")])
+    with pytest.raises(RuntimeError, match="closed"):
+        pg.ping()
+
+
+def test_an_unreachable_server_fails_at_construction() -> None:
+    with pytest.raises(psycopg.OperationalError):
+        PostgresStorage("postgresql://postgres@127.0.0.1:1/test", schema="unused")
