@@ -274,9 +274,9 @@ def test_without_genai_prices_installed_records_are_unpriced(
 
 CHAT = {"model": "m", "input_tokens": 1000, "output_tokens": 100, "cached_input_tokens": 10}
 SHIPPED = [
-    # 1000 * 0.15 + 10 * 0.075 + 100 * 0.60 USD per million: unit prices are independent,
-    # so the cached tokens, already in input_tokens, are charged at 0.15 + 0.075.
-    ("openai-chat", "openai::gpt-4o-mini", CHAT, 210_750, "USD"),
+    # 990 * 0.15 + 10 * 0.075 + 100 * 0.60 USD per million, from genai-prices: the cached
+    # tokens are part of input_tokens and charged once, at the cache-read price.
+    ("openai-chat", "openai::gpt-4o-mini", CHAT, 209_250, "USD"),
     # 990 * 2.50 + 10 * 1.25 + 100 * 10.00 USD per million, from genai-prices
     ("openai-chat", "openai::gpt-4o", CHAT, 3_487_500, "USD"),
     ("heygen", "heygen::streaming-avatar", {"duration": 12.3}, 20_500_000, "USD"),
