@@ -298,8 +298,7 @@ def test_shipped_configs_price_as_documented(
         assert price == UNPRICED
         assert pricer.unpriced_reason(config_id, service_id) is not None
     else:
-        expected = (
-            "unit" if service_id != "openai::gpt-4o" else f"genai-prices {version} openai/gpt-4o"
-        )
+        model = service_id.removeprefix("openai::")
+        expected = "unit" if model == service_id else f"genai-prices {version} openai/{model}"
         assert price.source == expected
         assert pricer.unpriced_reason(config_id, service_id) is None
