@@ -256,3 +256,38 @@ def test_tracker_to_summary_end_to_end(collector: EmbeddedCollector) -> None:
     summary = get(collector, "/api/v1/costs/summary").json()
     assert summary["total_cost"] == "405.000000000"  # 300 x 1.35
     assert sorted(r["events"] for r in summary["rows"]) == [100, 100, 100]
+
+
+def test_a_key_without_the_scope_is_403(collector: EmbeddedCollector) -> None:
+    from aicm_manual.server import hash_key
+
+    collector.storage.put_key(hash_key("aicm_read_only_key"), "tenant-a", frozenset({"read"}))
+    assert post(collector, [rec("r1")], key="aicm_read_only_key").status_code == 403
+    assert get(collector, "/api/v1/costs/summary", key="aicm_read_only_key").status_code == 200
+
+
+def test_gzip_bodies_are_accepted(collector: EmbeddedCollector) -> None:
+    import gzip
+    import json
+
+    body = gzip.compress(json.dumps({"tracked": [rec("g1")]}).encode())
+    r = requests.post(
+        f"{collector.url}/api/v1/track",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {KEY_A}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+        timeout=10,
+    )
+    assert r.status_code == 200
+    assert r.json()["results"][0]["status"] == "accepted"
+
+
+def test_a_failing_database_answers_503_with_retry_after(tmp_path: Path) -> None:
+    with embedded_collector(f"sqlite:///{tmp_path / 'c.db'}", SCHEMAS, [f"t:{KEY_A}"]) as c:
+        c.storage.ingest = None  # type: ignore[assignment,method-assign]  # the storage breaks
+        r = post(c, [rec("r1")])
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "1"

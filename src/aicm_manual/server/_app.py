@@ -11,6 +11,7 @@ loop never waits on the database.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from ._ingest import MAX_BODY_BYTES, Ingestor, PricerLike, RequestError, cost_te
 from ._storage import ApiKeyRecord, Storage, StoredEvent, SummaryRow
 
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger("aicm_manual.server")
 _json = msgspec.json.Encoder()
 
 
@@ -82,6 +84,9 @@ class Collector:
                 return await fn(request, auth)
             except RequestError as exc:
                 return error(exc.status, str(exc))
+            except Exception:  # the database failed: tell the client to retry, log the cause
+                log.exception("aicm collector: %s failed", name)
+                return error(503, "storage unavailable, retry later", {"Retry-After": "1"})
 
         return handler
 
