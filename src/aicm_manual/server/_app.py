@@ -74,8 +74,9 @@ class Collector:
     def route(
         self, scope: str, fn: Callable[[Request, ApiKeyRecord], Awaitable[Response]]
     ) -> Handler:
+        name = fn.__name__  # a fixed label: paths carry ids, which would grow without end
+
         async def handler(request: Request) -> Response:
-            name = request.url.path
             self.requests[name] = self.requests.get(name, 0) + 1
             auth = await self._auth(request, scope)
             if isinstance(auth, Response):
@@ -212,13 +213,9 @@ class Collector:
                 f'aicm_records_total{{status="{s}"}} {n}'
                 for s, n in sorted(self.ingestor.counts.items())
             ),
-            "# HELP aicm_requests_total Authenticated-route requests, by path.",
+            "# HELP aicm_requests_total Authenticated-route requests, by route.",
             "# TYPE aicm_requests_total counter",
-            *(
-                f'aicm_requests_total{{path="{p}"}} {n}'
-                for p, n in sorted(self.requests.items())
-                if p.startswith("/api/v1/")
-            ),
+            *(f'aicm_requests_total{{route="{r}"}} {n}' for r, n in sorted(self.requests.items())),
             "# HELP aicm_uptime_seconds Seconds since the collector started.",
             "# TYPE aicm_uptime_seconds gauge",
             f"aicm_uptime_seconds {time.time() - self.started:.3f}",

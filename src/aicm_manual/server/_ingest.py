@@ -160,7 +160,10 @@ class Ingestor:
                 errors.append(
                     f"service_id {ids['service_id']!r} is not in config {config.config_id!r}"
                 )
-            problem = config.validator.find_errors(usage)
+            # The compiled check answers for valid payloads; errors only for the others.
+            problem = (
+                None if config.validator.is_valid(usage) else config.validator.find_errors(usage)
+            )
             if problem is not None:
                 errors.extend(m for messages in problem.errors.values() for m in messages)
         if errors:
