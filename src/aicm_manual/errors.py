@@ -11,6 +11,7 @@
     │   └── ConfigFetchError                 ... while asking for a config
     ├── DeliveryError (RuntimeError)         an immediate-mode record was not delivered
     ├── QueueFullError (RuntimeError)        no room in the queue (raise, or block timed out)
+    ├── StorageError (OSError)               the collector's database cannot be opened
     └── TrackerClosedError (RuntimeError)    track() after close()
 
 Each error also derives from the builtin a caller would naturally catch, so
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidRecordError",
     "QueueFullError",
     "SchemaError",
+    "StorageError",
     "TrackerClosedError",
     "TransportError",
     "TypeStringError",
@@ -216,6 +218,10 @@ def _rebuild_delivery_error(
 
 class QueueFullError(AicmError, RuntimeError):
     """The delivery queue had no room (``delivery_on_full="raise"``, or ``"block"`` timed out)."""
+
+
+class StorageError(AicmError, OSError):
+    """The collector's database cannot be opened or used."""
 
 
 class TrackerClosedError(AicmError, RuntimeError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ from starlette.routing import Route
 
 from .._config import UsageConfig
 from .._records import format_timestamp_us, normalise_timestamp
-from ..errors import AicmError
+from ..errors import AicmError, StorageError
 from ._auth import hash_key
 from ._ingest import MAX_BODY_BYTES, Ingestor, PricerLike, RequestError, cost_text
 from ._storage import ApiKeyRecord, Storage, StoredEvent, SummaryRow
@@ -60,11 +61,22 @@ class Collector:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A storage call in the thread pool; any failure of it is a StorageError."""
+        try:
+            return await run_in_threadpool(fn, *args)
+        except RequestError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"{getattr(fn, '__name__', 'query')}: {exc}") from exc
+
     async def _auth(self, request: Request, scope: str) -> ApiKeyRecord | Response:
         header = request.headers.get("authorization", "")
         if not header.startswith("Bearer ") or not header[7:].strip():
             return error(401, "missing API key (Authorization: Bearer <key>)")
-        record = await run_in_threadpool(self.storage.find_key, hash_key(header[7:].strip()))
+        record: ApiKeyRecord | None = await self._db(
+            self.storage.find_key, hash_key(header[7:].strip())
+        )
         if record is None:
             return error(401, "unknown API key")
         if scope not in record.scopes and "admin" not in record.scopes:
@@ -85,7 +97,7 @@ class Collector:
                 return await fn(request, auth)
             except RequestError as exc:
                 return error(exc.status, str(exc))
-            except Exception:  # the database failed: tell the client to retry, log the cause
+            except StorageError:  # the database failed: the client retries; we log the cause
                 log.exception("aicm collector: %s failed", name)
                 return error(503, "storage unavailable, retry later", {"Retry-After": "1"})
 
@@ -108,14 +120,22 @@ class Collector:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return error(413, f"body over {MAX_BODY_BYTES} bytes")
-        body = await request.body()
+        chunks, size = [], 0
+        async for chunk in request.stream():  # chunked bodies too: stop at the limit
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return error(413, f"body over {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         if request.headers.get("content-encoding") == "gzip":
-            import gzip
-
+            # Bounded inflation: a small gzip bomb must not become gigabytes here.
+            inflater = zlib.decompressobj(wbits=31)
             try:
-                body = gzip.decompress(body)
-            except (OSError, EOFError):
+                body = inflater.decompress(body, MAX_BODY_BYTES + 1)
+            except zlib.error:
                 return error(400, "body is not valid gzip")
+            if len(body) > MAX_BODY_BYTES or inflater.unconsumed_tail:
+                return error(413, f"decompressed body over {MAX_BODY_BYTES} bytes")
         status, answer = await run_in_threadpool(self.ingestor.handle, key.tenant, body)
         return json_response(answer, status)
 
@@ -123,7 +143,7 @@ class Collector:
 
     async def get_event(self, request: Request, key: ApiKeyRecord) -> Response:
         rid = request.path_params["response_id"]
-        events = await run_in_threadpool(self.storage.get_events, key.tenant, rid)
+        events = await self._db(self.storage.get_events, key.tenant, rid)
         if not events:
             return error(404, f"no event with response_id {rid!r}")
         return json_response({"events": [_event(e) for e in events]})
@@ -132,7 +152,7 @@ class Collector:
         q = request.query_params
         limit = _int(q.get("limit"), "limit", 100, 1, 1000)
         cursor = _int(q.get("cursor"), "cursor", 0, 0, 2**62) or None
-        events = await run_in_threadpool(
+        events = await self._db(
             lambda: self.storage.list_events(
                 key.tenant,
                 service_id=q.get("service_id"),
@@ -151,10 +171,10 @@ class Collector:
         group_by = q.get("group_by", "client_customer_key")
         if group_by not in ("client_customer_key", "service_id"):
             raise RequestError(400, "group_by must be client_customer_key or service_id")
-        rows: list[SummaryRow] = await run_in_threadpool(
+        rows: list[SummaryRow] = await self._db(
             self.storage.cost_summary,
             key.tenant,
-            group_by,  # type: ignore[arg-type]
+            group_by,
             _time(q.get("from"), "from"),
             _time(q.get("to"), "to"),
         )
@@ -167,11 +187,11 @@ class Collector:
             raise RequestError(400, "bucket must be hour, day or month")
         if group_by not in ("client_customer_key", "service_id"):
             raise RequestError(400, "group_by must be client_customer_key or service_id")
-        rows = await run_in_threadpool(
+        rows = await self._db(
             self.storage.usage,
             key.tenant,
-            bucket,  # type: ignore[arg-type]
-            group_by,  # type: ignore[arg-type]
+            bucket,
+            group_by,
             _time(q.get("from"), "from"),
             _time(q.get("to"), "to"),
         )
@@ -261,7 +281,7 @@ def _cached(request: Request, body: bytes, etag: str) -> Response:
 def _int(text: str | None, name: str, default: int, low: int, high: int) -> int:
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise RequestError(400, f"{name} must be an integer from {low} to {high}")
     return int(text)
 

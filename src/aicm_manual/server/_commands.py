@@ -17,11 +17,11 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .._records import format_timestamp_us
-from ._auth import DEFAULT_TENANT, hash_key, new_key, parse_scopes
+from ._auth import DEFAULT_TENANT, TENANT, hash_key, new_key, parse_scopes
 from ._embedded import build, embedded_collector
 from ._ingest import cost_text
 from ._storage import GroupBy, SummaryRow
-from ._urls import open_storage
+from ._urls import check_url, open_storage
 
 DEFAULT_DATABASE = "sqlite:///aicm-data/collector.db"
 DEMO_KEY = "aicm_demo_key_0123456789"
@@ -80,9 +80,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+
     import uvicorn
 
     storage, app = build(args.database, args.schemas, args.api_key)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets
+    # the finally below close the database instead of the process dying mid-cleanup.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     console = Console(stderr=True)
     console.print(
         f"aicm-manual collector on http://{args.host}:{args.port} "
@@ -97,6 +103,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _keys_create(args: argparse.Namespace) -> int:
     scopes = parse_scopes(args.scopes)
+    check_url(args.database)
+    if not TENANT.fullmatch(args.tenant):
+        raise ValueError(f"tenant {args.tenant!r} must be 1-64 letters, digits or ._-")
     storage = open_storage(args.database)
     try:
         key = new_key()
@@ -111,14 +120,13 @@ def _keys_create(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .._records import normalise_timestamp
 
-    storage = open_storage(args.database)
+    # Arguments first: a bad time or URL is reported before any database is touched.
+    since = None if args.since is None else normalise_timestamp(args.since)
+    until = None if args.until is None else normalise_timestamp(args.until)
+    check_url(args.database)
+    storage = open_storage(args.database, create=False)
     try:
-        rows = storage.cost_summary(
-            args.tenant,
-            args.group_by,
-            None if args.since is None else normalise_timestamp(args.since),
-            None if args.until is None else normalise_timestamp(args.until),
-        )
+        rows = storage.cost_summary(args.tenant, args.group_by, since, until)
     finally:
         storage.close()
     Console().print(summary_table(rows, args.group_by, f"Cost by {args.group_by}"))

@@ -26,7 +26,7 @@ from ._app import create_app
 from ._auth import hash_key, parse_key_spec
 from ._pricing import Pricer
 from ._storage import SCOPES, Storage
-from ._urls import open_storage
+from ._urls import check_url, open_storage
 
 
 @dataclass
@@ -36,23 +36,22 @@ class EmbeddedCollector:
     server: uvicorn.Server
 
 
-def register_keys(storage: Storage, specs: Sequence[str]) -> list[str]:
-    """Register ``[TENANT:]KEY`` specs with every scope; return their tenants."""
-    tenants = []
-    for spec in specs:
-        tenant, key = parse_key_spec(spec)
-        storage.put_key(hash_key(key), tenant, SCOPES)
-        tenants.append(tenant)
-    return tenants
-
-
 def build(
     database: str, schemas_dir: str | Path, api_keys: Sequence[str]
 ) -> tuple[Storage, Starlette]:
-    storage = open_storage(database)
-    register_keys(storage, api_keys)
+    """The app and its storage; keys and configs are checked before the database opens."""
+    check_url(database)
+    keys = [parse_key_spec(spec) for spec in api_keys]
     configs = DirectoryConfigSource(schemas_dir).all()
-    return storage, create_app(storage, configs, Pricer(configs))
+    pricer = Pricer(configs)
+    storage = open_storage(database)
+    try:
+        for tenant, key in keys:
+            storage.put_key(hash_key(key), tenant, SCOPES)
+        return storage, create_app(storage, configs, pricer)
+    except BaseException:
+        storage.close()
+        raise
 
 
 @contextmanager

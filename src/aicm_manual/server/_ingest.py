@@ -18,10 +18,11 @@ import msgspec
 
 from .._config import UsageConfig
 from .._records import check_id, normalise_timestamp
-from ..errors import AicmError
+from ..errors import AicmError, StorageError
 from ._storage import NewEvent, Storage
 
 MAX_RECORDS = 1000
+_INT64 = 2**63
 MAX_BODY_BYTES = 5 * 1024 * 1024
 _RECORD_KEYS = frozenset(
     {
@@ -79,7 +80,7 @@ class Ingestor:
             raise RequestError(413, f"body over {MAX_BODY_BYTES} bytes")
         try:
             data = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError, ValueError) as exc:
             raise RequestError(400, f"body is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("tracked"), list):
             raise RequestError(400, 'body must be {"tracked": [record, ...]}')
@@ -102,7 +103,10 @@ class Ingestor:
                 }
             else:
                 ready.append((index, event))
-        statuses = self.storage.ingest([e for _, e in ready]) if ready else []
+        try:
+            statuses = self.storage.ingest([e for _, e in ready]) if ready else []
+        except Exception as exc:  # database trouble: the client should retry the request
+            raise StorageError(f"ingest: {exc}") from exc
         for (index, event), status in zip(ready, statuses, strict=True):
             result: dict[str, Any] = {
                 "index": index,
@@ -171,6 +175,10 @@ class Ingestor:
         assert config is not None
         assert isinstance(usage, dict)
         price = self.pricer.price(ids["config_id"], ids["service_id"], usage)
+        if price.cost_nanos is not None and not -_INT64 <= price.cost_nanos < _INT64:
+            return None, ["usage values so large that the cost does not fit in 64 bits"]
+        if not -_INT64 <= timestamp_us < _INT64:
+            return None, ["timestamp out of range"]
         canonical = _encoder.encode(
             [
                 ids["config_id"],

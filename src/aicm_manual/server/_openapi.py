@@ -16,7 +16,12 @@ _ERROR = {
         }
     },
 }
-_AUTH_ERRORS = {"401": _ERROR, "403": _ERROR}
+_RETRY = {
+    **_ERROR,
+    "description": "storage unavailable; retry after the given seconds",
+    "headers": {"Retry-After": {"schema": {"type": "string"}}},
+}
+_AUTH_ERRORS = {"401": _ERROR, "403": _ERROR, "503": _RETRY}
 _TIME = {"type": "string", "format": "date-time"}
 _RECORD = {
     "type": "object",
@@ -69,6 +74,18 @@ def _get(summary: str, params: list[dict[str, Any]] | None = None) -> dict[str, 
     }
 
 
+def _conditional(path: dict[str, Any]) -> dict[str, Any]:
+    """Declare the ETag / If-None-Match / 304 exchange of a cached GET."""
+    get = path["get"]
+    get["parameters"] = [
+        *get["parameters"],
+        {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+    ]
+    get["responses"]["200"]["headers"] = {"ETag": {"schema": {"type": "string"}}}
+    get["responses"]["304"] = {"description": "not modified"}
+    return path
+
+
 _WINDOW = [_query("from", _TIME), _query("to", _TIME)]
 _GROUP = _query("group_by", {"enum": ["client_customer_key", "service_id"]})
 
@@ -77,7 +94,7 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "aicm-manual collector", "version": "1"},
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "paths": {
-        "/api/v1/configs": _get("Every config"),
+        "/api/v1/configs": _conditional(_get("Every config")),
         "/api/v1/configs/{config_id}": {
             "get": {
                 **_get("One config")["get"],
@@ -129,7 +146,20 @@ OPENAPI: dict[str, Any] = {
                             }
                         },
                     },
-                    "207": {"description": "some records rejected or in conflict"},
+                    "207": {
+                        "description": "some records rejected or in conflict",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "results": {"type": "array", "items": _RESULT},
+                                        "summary": {"type": "object"},
+                                    },
+                                }
+                            }
+                        },
+                    },
                     "400": _ERROR,
                     "413": _ERROR,
                     **_AUTH_ERRORS,
@@ -143,7 +173,7 @@ OPENAPI: dict[str, Any] = {
                 _query("client_customer_key", {"type": "string"}),
                 *_WINDOW,
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                _query("cursor", {"type": "integer", "minimum": 0}),
+                _query("cursor", {"type": "integer", "minimum": 0, "maximum": 2**62}),
             ],
         ),
         "/api/v1/events/{response_id}": {
@@ -165,6 +195,14 @@ OPENAPI: dict[str, Any] = {
             [_query("bucket", {"enum": ["hour", "day", "month"]}), _GROUP, *_WINDOW],
         ),
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text metrics",
+                "responses": {
+                    "200": {"description": "ok", "content": {"text/plain": {"schema": {}}}}
+                },
+            }
+        },
         "/readyz": {
             "get": {
                 "summary": "Readiness (storage reachable)",
