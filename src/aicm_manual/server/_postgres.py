@@ -35,7 +35,9 @@ from ._storage import (
     StoredEvent,
     SummaryRow,
     UsageRow,
+    event_window,
     rollup_deltas,
+    whole_days,
 )
 
 Connection = psycopg.Connection[TupleRow]
@@ -312,7 +314,7 @@ class PostgresStorage:
         self, tenant: str, group_by: GroupBy, since_us: int | None, until_us: int | None
     ) -> list[SummaryRow]:
         column = _GROUP_COLUMN[group_by]
-        if _whole_days(since_us) and _whole_days(until_us):
+        if whole_days(since_us) and whole_days(until_us):
             where: list[str] = ["tenant = %s"]
             args: list[Any] = [tenant]
             if since_us is not None:
@@ -330,7 +332,7 @@ class PostgresStorage:
                 SummaryRow(r[0] or None, r[1] or None, r[2], r[3], r[4])
                 for r in self._fetch(query, args)
             ]
-        window, window_args = _event_window(tenant, since_us, until_us)
+        window, window_args = event_window(tenant, since_us, until_us, "%s")
         query = (
             f"SELECT {column}, CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
             " count(*), coalesce(sum(cost_nanos), 0)::bigint,"
@@ -349,7 +351,7 @@ class PostgresStorage:
         until_us: int | None,
     ) -> list[UsageRow]:
         column = _GROUP_COLUMN[group_by]
-        where, args = _event_window(tenant, since_us, until_us)
+        where, args = event_window(tenant, since_us, until_us, "%s")
         query = (
             f"SELECT {_BUCKET_START[bucket]} AS b, {column},"
             " CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
@@ -505,19 +507,3 @@ def _connection_lost(conn: Connection, exc: psycopg.OperationalError) -> bool:
     # 08: connection exception; 57P01-3: the server is shutting down or restarting.
     state = exc.sqlstate or ""
     return conn.broken or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
-
-
-def _whole_days(us: int | None) -> bool:
-    return us is None or us % US_PER_DAY == 0
-
-
-def _event_window(tenant: str, since_us: int | None, until_us: int | None) -> tuple[str, list[Any]]:
-    where: list[str] = ["tenant = %s"]
-    args: list[Any] = [tenant]
-    if since_us is not None:
-        where.append("timestamp_us >= %s")
-        args.append(since_us)
-    if until_us is not None:
-        where.append("timestamp_us < %s")
-        args.append(until_us)
-    return " AND ".join(where), args

@@ -30,7 +30,9 @@ from ._storage import (
     StoredEvent,
     SummaryRow,
     UsageRow,
+    event_window,
     rollup_deltas,
+    whole_days,
 )
 
 MIGRATIONS: list[str] = [
@@ -326,7 +328,7 @@ class SqliteStorage:
         self, tenant: str, group_by: GroupBy, since_us: int | None, until_us: int | None
     ) -> list[SummaryRow]:
         column = _GROUP_COLUMN[group_by]
-        if _whole_days(since_us) and _whole_days(until_us):
+        if whole_days(since_us) and whole_days(until_us):
             where, args = ["tenant = ?"], [tenant]
             if since_us is not None:
                 where.append("day >= ?")
@@ -343,7 +345,7 @@ class SqliteStorage:
                 SummaryRow(r[0] or None, r[1] or None, r[2], r[3], r[4])
                 for r in self._reader().execute(sql, args)
             ]
-        window, window_args = _event_window(tenant, since_us, until_us)
+        window, window_args = event_window(tenant, since_us, until_us, "?")
         sql = (
             f"SELECT {column}, CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
             " count(*), coalesce(sum(cost_nanos), 0), sum(cost_nanos IS NULL)"
@@ -366,7 +368,7 @@ class SqliteStorage:
             "month": "CAST(strftime('%s', timestamp_us / 1000000, 'unixepoch', 'start of month')"
             " AS INTEGER) * 1000000",
         }[bucket]
-        where, args = _event_window(tenant, since_us, until_us)
+        where, args = event_window(tenant, since_us, until_us, "?")
         sql = (
             f"SELECT {start} AS b, {column},"
             " CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
@@ -389,19 +391,3 @@ class SqliteStorage:
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
-
-
-def _whole_days(us: int | None) -> bool:
-    return us is None or us % US_PER_DAY == 0
-
-
-def _event_window(tenant: str, since_us: int | None, until_us: int | None) -> tuple[str, list[Any]]:
-    where: list[str] = ["tenant = ?"]
-    args: list[Any] = [tenant]
-    if since_us is not None:
-        where.append("timestamp_us >= ?")
-        args.append(since_us)
-    if until_us is not None:
-        where.append("timestamp_us < ?")
-        args.append(until_us)
-    return " AND ".join(where), args

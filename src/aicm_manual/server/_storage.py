@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 IngestStatus = Literal["accepted", "duplicate", "conflict"]
 GroupBy = Literal["client_customer_key", "service_id"]
@@ -110,6 +110,26 @@ def rollup_deltas(
         row[1] += event.cost_nanos or 0
         row[2] += event.cost_nanos is None
     return [(key, *values) for key, values in sorted(sums.items())]  # type: ignore[misc]
+
+
+def whole_days(us: int | None) -> bool:
+    """An open bound or a UTC midnight: a window the daily rollups can answer."""
+    return us is None or us % US_PER_DAY == 0
+
+
+def event_window(
+    tenant: str, since_us: int | None, until_us: int | None, mark: str
+) -> tuple[str, list[Any]]:
+    """The WHERE clause and arguments of a tenant's time window (``mark``: "?" or "%s")."""
+    where = [f"tenant = {mark}"]
+    args: list[Any] = [tenant]
+    if since_us is not None:
+        where.append(f"timestamp_us >= {mark}")
+        args.append(since_us)
+    if until_us is not None:
+        where.append(f"timestamp_us < {mark}")
+        args.append(until_us)
+    return " AND ".join(where), args
 
 
 class Storage(Protocol):
