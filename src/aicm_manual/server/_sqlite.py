@@ -52,10 +52,9 @@ MIGRATIONS: list[str] = [
         cost_nanos INTEGER,
         currency TEXT,
         price_source TEXT,
-        UNIQUE (tenant, service_id, response_id)
+        UNIQUE (tenant, response_id, service_id)
     );
     CREATE INDEX events_tenant_time ON events (tenant, timestamp_us);
-    CREATE INDEX events_tenant_response ON events (tenant, response_id);
     CREATE TABLE rollups_daily (
         tenant TEXT NOT NULL,
         day INTEGER NOT NULL,
@@ -95,6 +94,8 @@ class SqliteStorage:
         self._db = self._connect()
         self._set_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Fewer, larger checkpoints: their fsyncs were a sixth of the writer's time.
+        self._db.execute("PRAGMA wal_autocheckpoint=10000")
         self._migrate()
         self._jobs: queue.Queue[tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None]
         self._jobs = queue.Queue()
@@ -164,32 +165,39 @@ class SqliteStorage:
     def _run_group(
         self, jobs: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
     ) -> None:
-        db = self._db
-        results: list[Any] = []
+        """Run waiting jobs in one transaction; if one fails, redo them one by one so a
+        bad job cannot sink the others (a savepoint per job cost a third of the rate)."""
         try:
-            db.execute("BEGIN IMMEDIATE")
-            for fn, _ in jobs:
-                db.execute("SAVEPOINT job")
-                try:
-                    results.append(fn(db))
-                    db.execute("RELEASE job")
-                except Exception as exc:  # one bad job must not sink the others
-                    db.execute("ROLLBACK TO job")
-                    db.execute("RELEASE job")
-                    results.append(exc)
-            db.execute("COMMIT")
-        except Exception as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            for _, future in jobs:
-                future.set_exception(exc)
-            return
+            results = self._transaction([fn for fn, _ in jobs])
+        except Exception:
+            if len(jobs) == 1:
+                results = [self._attempt(jobs[0][0])]
+            else:
+                results = [self._attempt(fn) for fn, _ in jobs]
         # Answer only now: every job's effects are committed.
         for (_, future), result in zip(jobs, results, strict=True):
             if isinstance(result, Exception):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    def _transaction(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            results = [fn(db) for fn in fns]
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return results
+
+    def _attempt(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        try:
+            return self._transaction([fn])[0]
+        except Exception as exc:
+            return exc
 
     def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         if self._closed:
@@ -208,14 +216,15 @@ class SqliteStorage:
     def _ingest(
         self, db: sqlite3.Connection, events: Sequence[NewEvent], received: int
     ) -> list[IngestStatus]:
-        statuses: list[IngestStatus] = []
-        accepted: list[NewEvent] = []
-        for e in events:
-            row = db.execute(
-                "INSERT INTO events (tenant, config_id, service_id, response_id, timestamp_us,"
-                " received_us, client_customer_key, usage, context, payload_hash, cost_nanos,"
-                " currency, price_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (tenant, service_id, response_id) DO NOTHING RETURNING id",
+        # One executemany for the batch, then the rows past the id high-water mark are the
+        # accepted ones (AUTOINCREMENT ids only grow, and this thread is the only writer).
+        (before,) = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        db.executemany(
+            "INSERT INTO events (tenant, config_id, service_id, response_id, timestamp_us,"
+            " received_us, client_customer_key, usage, context, payload_hash, cost_nanos,"
+            " currency, price_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (tenant, response_id, service_id) DO NOTHING",
+            [
                 (
                     e.tenant,
                     e.config_id,
@@ -230,16 +239,29 @@ class SqliteStorage:
                     e.cost_nanos,
                     e.currency,
                     e.price_source,
-                ),
-            ).fetchone()
-            if row is not None:
+                )
+                for e in events
+            ],
+        )
+        new = {
+            (tenant, service, rid)
+            for tenant, service, rid in db.execute(
+                "SELECT tenant, service_id, response_id FROM events WHERE id > ?", (before,)
+            )
+        }
+        statuses: list[IngestStatus] = []
+        accepted: list[NewEvent] = []
+        for e in events:
+            key = (e.tenant, e.service_id, e.response_id)
+            if key in new:
+                new.discard(key)  # a later copy in the same batch is not accepted again
                 statuses.append("accepted")
                 accepted.append(e)
                 continue
             (stored_hash,) = db.execute(
                 "SELECT payload_hash FROM events"
-                " WHERE tenant = ? AND service_id = ? AND response_id = ?",
-                (e.tenant, e.service_id, e.response_id),
+                " WHERE tenant = ? AND response_id = ? AND service_id = ?",
+                (e.tenant, e.response_id, e.service_id),
             ).fetchone()
             statuses.append("duplicate" if stored_hash == e.payload_hash else "conflict")
         if accepted:
