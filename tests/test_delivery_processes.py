@@ -151,6 +151,7 @@ def test_two_processes_share_one_spool(
     )
     outs = [finish(a), finish(b)]
     for out, err in outs:
+        assert out.strip(), err  # a child that died says why
         assert json.loads(out.splitlines()[-1])["left"] == 0, err
     ids = json.loads((tmp_path / "a").read_text()) + json.loads((tmp_path / "b").read_text())
     assert {r["response_id"] for r in config_server.collector.records()} == set(ids)

@@ -487,6 +487,12 @@ class DeliveryEngine:
         rows = spool.claim(wanted, 2 * self._batch_size, self.settings.lease_seconds)
         wall = self._wall()
         self._last_claimed = len(rows)
+        if not rows:
+            # Nothing claimable although we count rows: another process holds or took
+            # them. Recount, so flush() does not wait for rows this process cannot send.
+            with self._lock:
+                self._spool_known = self._count_known()
+            return
         for row in rows:
             target = wanted[row.key_ref]
             if row.api_base != target.api_base:

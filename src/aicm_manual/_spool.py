@@ -118,9 +118,7 @@ class Spool:
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
             if create:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(_SCHEMA)
+                self._create()
             elif not self._db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'"
             ).fetchone():
@@ -129,6 +127,29 @@ class Spool:
             self._check_version(create)
         except (sqlite3.Error, OSError) as exc:
             raise SpoolError(f"cannot open spool {str(self.path)!r}: {exc}") from exc
+
+    def _create(self) -> None:
+        # Processes starting on a fresh file at the same instant: switching to WAL fails
+        # at once with "locked" whatever the busy timeout, so retry briefly; the tables are
+        # created inside a write transaction so the processes take turns.
+        for attempt in range(300):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 299:
+                    raise
+                time.sleep(0.01)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def _check_version(self, create: bool) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
