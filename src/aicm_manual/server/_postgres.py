@@ -293,21 +293,16 @@ class PostgresStorage:
         after_id: int | None = None,
         limit: int = 100,
     ) -> list[StoredEvent]:
-        where: list[str] = ["tenant = %s"]
-        args: list[Any] = [tenant]
-        for clause, value in (
-            ("service_id = %s", service_id),
-            ("client_customer_key = %s", client_customer_key),
-            ("timestamp_us >= %s", since_us),
-            ("timestamp_us < %s", until_us),
-            ("id > %s", after_id),
-        ):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        query = (
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT %s"
+        where, args = event_window(
+            tenant,
+            since_us,
+            until_us,
+            "%s",
+            service_id=service_id,
+            client_customer_key=client_customer_key,
+            after_id=after_id,
         )
+        query = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY id LIMIT %s"
         return [StoredEvent(*r) for r in self._fetch(query, [*args, limit])]
 
     def cost_summary(

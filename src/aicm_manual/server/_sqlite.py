@@ -332,19 +332,17 @@ class SqliteStorage:
         after_id: int | None = None,
         limit: int = 100,
     ) -> list[StoredEvent]:
-        where, args = ["tenant = ?"], [tenant]
-        for clause, value in (
-            ("service_id = ?", service_id),
-            ("client_customer_key = ?", client_customer_key),
-            ("timestamp_us >= ?", since_us),
-            ("timestamp_us < ?", until_us),
-            ("id > ?", after_id),
-        ):
-            if value is not None:
-                where.append(clause)
-                args.append(value)  # type: ignore[arg-type]
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
-        return [StoredEvent(*r) for r in self._reader().execute(sql, (*args, limit))]
+        where, args = event_window(
+            tenant,
+            since_us,
+            until_us,
+            "?",
+            service_id=service_id,
+            client_customer_key=client_customer_key,
+            after_id=after_id,
+        )
+        query = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY id LIMIT ?"
+        return [StoredEvent(*r) for r in self._reader().execute(query, (*args, limit))]
 
     def cost_summary(
         self, tenant: str, group_by: GroupBy, since_us: int | None, until_us: int | None

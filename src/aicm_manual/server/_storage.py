@@ -118,17 +118,29 @@ def whole_days(us: int | None) -> bool:
 
 
 def event_window(
-    tenant: str, since_us: int | None, until_us: int | None, mark: str
+    tenant: str,
+    since_us: int | None,
+    until_us: int | None,
+    mark: str,
+    *,
+    service_id: str | None = None,
+    client_customer_key: str | None = None,
+    after_id: int | None = None,
 ) -> tuple[str, list[Any]]:
-    """The WHERE clause and arguments of a tenant's time window (``mark``: "?" or "%s")."""
+    """The WHERE clause and arguments selecting a tenant's events (``mark``: "?" or "%s");
+    ``since`` is inclusive, ``until`` exclusive, ``after_id`` the pagination keyset."""
     where = [f"tenant = {mark}"]
     args: list[Any] = [tenant]
-    if since_us is not None:
-        where.append(f"timestamp_us >= {mark}")
-        args.append(since_us)
-    if until_us is not None:
-        where.append(f"timestamp_us < {mark}")
-        args.append(until_us)
+    for clause, value in (
+        ("service_id =", service_id),
+        ("client_customer_key =", client_customer_key),
+        ("timestamp_us >=", since_us),
+        ("timestamp_us <", until_us),
+        ("id >", after_id),
+    ):
+        if value is not None:
+            where.append(f"{clause} {mark}")
+            args.append(value)
     return " AND ".join(where), args
 
 
