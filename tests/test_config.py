@@ -148,5 +148,31 @@ def test_genai_prices_reference_round_trips() -> None:
     ],
 )
 def test_pricing_needs_exactly_one_valid_kind(pricing: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError, match="pricing"):
+    with pytest.raises(ConfigError, match=r"pricing|genai_prices"):
         UsageConfig.from_dict(make(services=[{"service_id": "a", "pricing": pricing}]), source="m")
+
+
+def test_vendor_pattern_service_matches_every_model_of_the_vendor() -> None:
+    services = [
+        {"service_id": "openai::*", "pricing": {"genai_prices": {"provider": "openai"}}},
+        {"service_id": "openai::gpt-4o", "description": "exact entry wins"},
+    ]
+    config = UsageConfig.from_dict(make(services=services), source="m")
+    assert config.service("openai::gpt-4o").description == "exact entry wins"
+    wild = config.service("openai::gpt-5-mini")
+    assert wild.service_id == "openai::*"
+    assert wild.is_pattern
+    ref = wild.pricing.genai_prices  # type: ignore[union-attr]
+    assert ref is not None
+    assert ref.model_for("openai::gpt-5-mini") == "gpt-5-mini"
+    assert config.find_service("anthropic::claude-3-5-haiku") is None
+    assert config.find_service("openai") is None
+    with pytest.raises(ConfigNotFoundError, match="anthropic::x"):
+        config.service("anthropic::x")
+    assert UsageConfig.from_dict(config.to_dict(), source="m2") == config
+
+
+@pytest.mark.parametrize("service_id", ["*", "openai::gpt-*", "::*", "openai:*"])
+def test_only_whole_vendor_patterns_are_allowed(service_id: str) -> None:
+    with pytest.raises(ConfigError, match="pattern"):
+        UsageConfig.from_dict(make(services=[{"service_id": service_id}]), source="m")

@@ -42,10 +42,12 @@ def write_config(folder: Path, config_id: str, schema: dict[str, str]) -> Path:
 
 def test_directory_loads_every_example_config(schemas_dir: Path) -> None:
     configs = DirectoryConfigSource(schemas_dir).all()
-    assert [c.config_id for c in configs] == ["heygen", "internal-api", "openai-chat"]
+    assert [c.config_id for c in configs] == ["heygen", "internal-api", "llm", "openai-chat"]
     chat = DirectoryConfigSource(schemas_dir).get("openai-chat")
     assert chat.manual_usage_schema["tool_calls"] == "Optional[Dict[str, int]]"
     assert chat.service("openai::gpt-4o-mini").pricing is not None
+    llm = DirectoryConfigSource(schemas_dir).get("llm")
+    assert llm.service("anthropic::claude-sonnet-4-5").service_id == "anthropic::*"
 
 
 def test_directory_unknown_config_raises_not_found(schemas_dir: Path) -> None:

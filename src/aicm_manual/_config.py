@@ -31,7 +31,9 @@ from ._types import FLOAT, INT, TypeNode, UnionOf
 from ._validator import TypeValidator
 from .errors import ConfigError, ConfigNotFoundError, SchemaError, TypeStringError
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
+# "vendor::*" stands for every service of a vendor, e.g. any OpenAI model in the llm config.
+_SERVICE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@/-]{0,120}::\*")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _KNOWN_KEYS = frozenset(
     {
@@ -56,10 +58,17 @@ class Rate:
 
 @dataclass(frozen=True)
 class GenaiPricesRef:
-    """Price LLM token usage with the ``genai-prices`` package's data for this model."""
+    """Price LLM token usage with the ``genai-prices`` package's data for this model.
+
+    ``model`` is None only on a ``vendor::*`` service: the model is then the part of the
+    record's service_id after ``::``.
+    """
 
     provider: str
-    model: str
+    model: str | None
+
+    def model_for(self, service_id: str) -> str:
+        return self.model if self.model is not None else service_id.partition("::")[2]
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,10 @@ class ServiceConfig:
     pricing: Pricing | None = None
     description: str | None = None
 
+    @property
+    def is_pattern(self) -> bool:
+        return self.service_id.endswith("::*")
+
 
 @dataclass(frozen=True)
 class UsageConfig:
@@ -95,10 +108,22 @@ class UsageConfig:
         """Field -> canonical type string."""
         return self.validator.schema
 
-    def service(self, service_id: str) -> ServiceConfig:
+    def find_service(self, service_id: str) -> ServiceConfig | None:
+        """The service entry for ``service_id``: an exact entry, else its ``vendor::*`` one."""
+        vendor, sep, _ = service_id.partition("::")
+        pattern = f"{vendor}::*" if sep else None
+        fallback = None
         for service in self.services:
             if service.service_id == service_id:
                 return service
+            if service.service_id == pattern:
+                fallback = service
+        return fallback
+
+    def service(self, service_id: str) -> ServiceConfig:
+        found = self.find_service(service_id)
+        if found is not None:
+            return found
         known = ", ".join(repr(s.service_id) for s in self.services) or "none"
         raise ConfigNotFoundError(
             service_id, f"config {self.config_id!r} (its services: {known})", kind="service"
@@ -183,14 +208,22 @@ def _service(raw: object, index: int, where: str, validator: TypeValidator) -> S
     if unknown:
         raise ConfigError(f"{here}: unknown keys {unknown}")
     service_id = raw.get("service_id")
-    if not isinstance(service_id, str) or not ID_PATTERN.fullmatch(service_id):
-        raise ConfigError(f"{here}: service_id {service_id!r} is not a valid id")
+    if not isinstance(service_id, str) or not (
+        ID_PATTERN.fullmatch(service_id) or _SERVICE_PATTERN.fullmatch(service_id)
+    ):
+        raise ConfigError(
+            f"{here}: service_id {service_id!r} is not a valid id or 'vendor::*' pattern"
+        )
     pricing = raw.get("pricing")
-    return ServiceConfig(
+    service = ServiceConfig(
         service_id=service_id,
         pricing=None if pricing is None else _pricing(pricing, f"{here}.pricing", validator),
         description=_optional_str(raw, "description", here),
     )
+    ref = None if service.pricing is None else service.pricing.genai_prices
+    if ref is not None and ref.model is None and not service.is_pattern:
+        raise ConfigError(f"{here}: genai_prices needs a 'model' (only 'vendor::*' may omit it)")
+    return service
 
 
 def _pricing(raw: object, here: str, validator: TypeValidator) -> Pricing:
@@ -207,11 +240,12 @@ def _pricing(raw: object, here: str, validator: TypeValidator) -> Pricing:
         ref = raw["genai_prices"]
         if (
             not isinstance(ref, Mapping)
-            or set(ref) != {"provider", "model"}
+            or "provider" not in ref
+            or set(ref) - {"provider", "model"}
             or not all(isinstance(v, str) and v for v in ref.values())
         ):
             raise ConfigError(f"{here}.genai_prices must be {{'provider': '...', 'model': '...'}}")
-        return Pricing(currency, {}, GenaiPricesRef(ref["provider"], ref["model"]))
+        return Pricing(currency, {}, GenaiPricesRef(ref["provider"], ref.get("model")))
     unit = raw["unit"]
     if not isinstance(unit, Mapping) or not unit:
         raise ConfigError(f"{here}: unit must map usage fields to prices")
@@ -257,7 +291,10 @@ def _service_dict(service: ServiceConfig) -> dict[str, Any]:
     pricing = service.pricing
     if pricing is not None and pricing.genai_prices is not None:
         ref = pricing.genai_prices
-        out["pricing"] = {"genai_prices": {"provider": ref.provider, "model": ref.model}}
+        names = {"provider": ref.provider}
+        if ref.model is not None:
+            names["model"] = ref.model
+        out["pricing"] = {"genai_prices": names}
     elif pricing is not None:
         out["pricing"] = {
             "currency": pricing.currency,

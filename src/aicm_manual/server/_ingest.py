@@ -160,7 +160,7 @@ class Ingestor:
         if "config_id" in ids and config is None:
             errors.append(f"unknown config_id {ids['config_id']!r}")
         if config is not None and "service_id" in ids:
-            if all(s.service_id != ids["service_id"] for s in config.services):
+            if config.find_service(ids["service_id"]) is None:
                 errors.append(
                     f"service_id {ids['service_id']!r} is not in config {config.config_id!r}"
                 )

@@ -59,6 +59,7 @@ _GENAI_KEYS = (
     "output_tokens",
     "output_reasoning_tokens",
 )
+_MAX_MODELS = 4096
 _INSTALL_HINT = "genai-prices is not installed: pip install 'aicm-manual[llm]'"
 
 Tokens = tuple[int, int, int, int, int]
@@ -311,16 +312,24 @@ class Pricer:
                 where = f"service {service.service_id!r} of config {config.config_id!r}"
                 key = (config.config_id, service.service_id)
                 self._plans[key] = _plan(service.pricing, where)
-        self._models: dict[GenaiPricesRef, GenaiModel | str] = {}
+        self._models: dict[tuple[str, str], GenaiModel | str] = {}
+
+    def _plan_for(self, config_id: str, service_id: str) -> _Plan | None:
+        plan = self._plans.get((config_id, service_id))
+        if plan is None:
+            vendor, sep, _ = service_id.partition("::")
+            if sep:
+                plan = self._plans.get((config_id, f"{vendor}::*"))
+        return plan
 
     def price(self, config_id: str, service_id: str, usage: Mapping[str, Any]) -> Price:
         """The cost of one record's usage; ``UNPRICED`` when it cannot be priced."""
-        plan = self._plans.get((config_id, service_id))
+        plan = self._plan_for(config_id, service_id)
         if isinstance(plan, _UnitPlan):
             nanos = plan.linear.of_usage(usage)
             return UNPRICED if nanos is None else Price(nanos, plan.currency, "unit")
         if isinstance(plan, GenaiPricesRef):
-            model = self._model(plan)
+            model = self._model(plan.provider, plan.model_for(service_id))
             tokens = token_usage(usage)
             if isinstance(model, str) or tokens is None:
                 return UNPRICED
@@ -333,18 +342,21 @@ class Pricer:
 
         A priced service can still leave a record unpriced when its usage is unusable.
         """
-        plan = self._plans.get((config_id, service_id))
+        plan = self._plan_for(config_id, service_id)
         if plan is None:
             return f"no config {config_id!r} with a service {service_id!r}"
         if isinstance(plan, GenaiPricesRef):
-            model = self._model(plan)
+            model = self._model(plan.provider, plan.model_for(service_id))
             return model if isinstance(model, str) else None
         return plan if isinstance(plan, str) else None
 
-    def _model(self, ref: GenaiPricesRef) -> GenaiModel | str:
-        model = self._models.get(ref)
+    def _model(self, provider: str, name: str) -> GenaiModel | str:
+        model = self._models.get((provider, name))
         if model is None:
-            model = self._models[ref] = GenaiModel.resolve(ref.provider, ref.model)
+            # "vendor::*" services let clients name any model: keep the cache bounded.
+            if len(self._models) >= _MAX_MODELS:
+                self._models.clear()
+            model = self._models[(provider, name)] = GenaiModel.resolve(provider, name)
         return model
 
 
