@@ -142,6 +142,9 @@ class UsageValidationError(AicmError, ValueError):
         return (type(self), (self.errors, self.missing_fields, self.extra_fields))
 
 
+_SHOWN_RECORDS = 20
+
+
 class BatchValidationError(UsageValidationError):
     """``track_batch()`` found records it cannot send, so it sent none.
 
@@ -170,9 +173,11 @@ class BatchValidationError(UsageValidationError):
     def _render(self) -> str:
         bad = len(self.problems)
         lines = [f"{bad} of {self.total} records cannot be sent, so none was (fix or drop them):"]
-        for index, problem in self.problems.items():
+        for index, problem in list(self.problems.items())[:_SHOWN_RECORDS]:
             text = str(problem).replace("\n", "\n    ")
             lines.append(f"  - record {index}: {text}")
+        if bad > _SHOWN_RECORDS:
+            lines.append(f"  ... and {bad - _SHOWN_RECORDS} more (see .problems)")
         return "\n".join(lines)
 
     def __reduce__(self) -> tuple[object, ...]:
