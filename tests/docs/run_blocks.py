@@ -9,13 +9,17 @@ import ast
 import asyncio
 import inspect
 import sys
+import types
 from typing import Any
 
 
 def main(path: str) -> None:
     from test_docs_run import runnable_blocks  # type: ignore[import-not-found]
 
-    namespace: dict[str, Any] = {"__name__": "__docs__"}
+    # A real module, so functions defined in the docs pickle (multiprocessing pools).
+    module = types.ModuleType("__docs__")
+    sys.modules["__docs__"] = module
+    namespace: dict[str, Any] = module.__dict__
     for line, source in runnable_blocks(path):
         code = compile(
             "\n" * (line - 1) + source, path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
