@@ -226,3 +226,23 @@ def test_trackers_in_worker_processes(config_server: ConfigServer, method: str) 
     assert len(ids) == 601
     assert {f"{method}{p}-{i}" for p in range(3) for i in range(200)} <= ids
     assert config_server.collector.duplicates == 0
+
+
+def test_spooled_records_without_a_config_keep_their_shape(
+    config_server: ConfigServer, tmp_path: Path
+) -> None:
+    tracker = Tracker(
+        aicm_api_base=config_server.url,
+        delivery_type="persistent_queue",
+        db_path=tmp_path / "spool.db",
+        environ=NO_INI,
+    )
+    tracker.track("acme", "geocoder-v9", {"lookups": 3}, response_id="r-1")
+    tracker.track(
+        "openai", "gpt-5-mini", {"input_tokens": 5, "output_tokens": 1}, response_id="r-2"
+    )
+    assert tracker.close(10) == 0
+    got = {r["response_id"]: r for r in config_server.collector.records()}
+    assert "config_id" not in got["r-1"]
+    assert got["r-1"]["usage"] == {"lookups": 3}
+    assert got["r-2"]["config_id"] == "llm"
