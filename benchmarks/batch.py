@@ -36,6 +36,7 @@ import os
 import platform
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -109,8 +110,10 @@ def make_records(n: int, prefix: str) -> list[dict[str, Any]]:
 
 def _probe(fault: str) -> Callable[[list[dict[str, Any]]], None]:
     def apply(recs: list[dict[str, Any]]) -> None:
-        bad = recs[1]
+        bad = recs[1]  # a heygen record; the openai faults make it an openai one
         openai = {"model": "gpt-4o-mini", "input_tokens": 812, "output_tokens": 97}
+        if fault in ("str_for_int", "missing", "typo"):
+            bad["service_key"] = "openai::gpt-4o-mini"
         if fault == "str_for_int":
             bad["usage"] = {**openai, "input_tokens": "812"}
         elif fault == "missing":
@@ -307,6 +310,8 @@ def immediate_phase(
                     out[key] = {"n": n, "refused": r["error"], "error_type": r["error_type"]}
                     break
                 runs.append(r)
+                if sum(x["seconds"] for x in runs) > args.row_budget:
+                    break
             if not runs:
                 continue
             last = runs[-1]
@@ -324,6 +329,12 @@ def immediate_phase(
     return out
 
 
+def problem_text(error: str) -> str:
+    """The lines that name the problem (ours puts a summary line first)."""
+    lines = error.splitlines()
+    return " ".join(ln.strip() for ln in (lines[1:4] if len(lines) > 1 else lines))
+
+
 def probe_phase(
     track_batch: Callable[..., Any], sink: SinkClient, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -338,7 +349,7 @@ def probe_phase(
         after = stats(sink)
         out[key] = {
             "raised": r.get("error_type"),
-            "message": (r.get("error") or "").splitlines()[0][:160] if r.get("error") else "",
+            "message": problem_text(r.get("error") or ""),
             "sent": after["records"] - before["records"],
             "seconds": r["seconds"],
         }
@@ -392,6 +403,8 @@ def queued_phase(
                 }
             )
             runs.append(r)
+            if sum(x["all_s"] or x["seconds"] for x in runs) > args.row_budget:
+                break
         if not runs:
             continue
         alls = [r["all_s"] for r in runs if r["all_s"] is not None]
@@ -495,6 +508,59 @@ def breakdown_phase(
     }
 
 
+def spool_phase(adapter: OursBatch, sink: SinkClient, args: argparse.Namespace) -> dict[str, Any]:
+    """Ours, persistent_queue: what one commit per record costs (one run of each)."""
+    n = args.queued_n
+    out: dict[str, Any] = {}
+    recs = make_records(n, f"{args.child}-paused")
+    before = stats(sink)
+    sink.call("POST", "/pause")  # the worker's sends fail and it backs off: no claims
+    r = run_bounded(lambda: adapter.tracker.track_batch(recs), args.call_timeout)
+    sink.call("POST", "/resume")
+    if not r["done"]:
+        raise Hung(f"track_batch({n}) with the sink paused still running")
+    out["track_batch while the sink answers 503 (worker backing off)"] = r["seconds"]
+    adapter.flush(args.flush_timeout)
+    after = sink.wait(before["distinct"] + n, quiet_s=3.0, max_s=args.sink_wait)
+    out["delivered_after_resume"] = after["distinct"] - before["distinct"]
+    try:
+        from aicm_manual._spool import Spool  # private: skip these rows if it moves
+    except ImportError:
+        return out
+    bodies = [json.dumps(rec, separators=(",", ":")).encode() for rec in recs]
+    out["body_bytes"] = sum(map(len, bodies)) / n
+    insert = (
+        "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
+        " VALUES (?, ?, ?, ?, ?)"
+    )
+    rows = [("k" * 64, adapter.base, f"s{i}", b, time.time()) for i, b in enumerate(bodies)]
+
+    def puts() -> None:
+        spool = Spool(adapter.tmp / "scratch-1.db")
+        for row in rows:
+            spool.put(*row[:4])
+        spool.close()
+
+    def one_transaction() -> None:
+        Spool(adapter.tmp / "scratch-2.db").close()  # the same schema, created by ours
+        db = sqlite3.connect(adapter.tmp / "scratch-2.db", isolation_level=None)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(insert, rows)
+        db.execute("COMMIT")
+        db.close()
+
+    for label, fn in (
+        ("Spool.put per record (one commit each), scratch file, no worker", puts),
+        ("what if: the same rows in one transaction (executemany)", one_transaction),
+    ):
+        r = run_bounded(fn, args.call_timeout)
+        if not r["done"]:
+            raise Hung(f"{label} still running")
+        out[label] = r["seconds"] if not r.get("error") else r["error"]
+    return out
+
+
 def child_main(args: argparse.Namespace) -> None:
     blocked: list[str] = []
     install_network_guard(blocked)
@@ -516,6 +582,8 @@ def child_main(args: argparse.Namespace) -> None:
             res["queued"] = queued_phase(track_batch, adapter, sink, args)
             if isinstance(adapter, OursBatch) and adapter.mode == "mem_queue":
                 res["breakdown"] = breakdown_phase(adapter, sink, args)
+            if isinstance(adapter, OursBatch) and adapter.mode == "persistent_queue":
+                res["spool"] = spool_phase(adapter, sink, args)
     except Hung as exc:
         res["hung"] = str(exc)
     except BaseException as exc:
@@ -579,17 +647,26 @@ def ms(s: float | None) -> str:
     return fmt(None if s is None else s * 1000, ",.1f")
 
 
+def failure(r: dict[str, Any] | None) -> str:
+    """Why a peer has no figures: not run, hung or failed."""
+    if r is None:
+        return "not run (--peers)"
+    if "hung" in r:
+        return "HUNG: " + r["hung"]
+    return "FAILED: " + str(r.get("fatal", "no figures"))
+
+
 def report_immediate(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     section("1. immediate: track_batch(N) until it returns (the sink has answered)")
-    headers = ["peer", "N", "calls", "ms (median)", "min-max ms", "records/s", "requests"]
+    headers = ["peer", "N", "calls", "runs", "ms (median)", "min-max ms", "records/s", "requests"]
     headers += ["at sink", "per-record results", "bytes/record"]
     rows = []
+    notes: list[str] = []
     for name in ("ours-immediate", "aicostmanager-immediate"):
-        r = results.get(name, {})
-        imm = r.get("immediate", {})
+        imm = results.get(name, {}).get("immediate", {})
         if not imm:
-            rows.append([PEERS[name][0], "failed: " + str(r.get("fatal") or r.get("hung"))[:70]])
-            rows[-1] += [""] * (len(headers) - 2)
+            rows.append([PEERS[name][0], "-", "-"] + [""] * (len(headers) - 3))
+            notes.append(f"{PEERS[name][0]}: {failure(results.get(name))}")
             continue
         for n in args.sizes:
             for key in (str(n), f"{n}x{CHUNK}"):
@@ -598,14 +675,15 @@ def report_immediate(results: dict[str, dict[str, Any]], args: argparse.Namespac
                     continue
                 label = PEERS[name][0] + (f" ({n // CHUNK} x {CHUNK:,})*" if "x" in key else "")
                 if "refused" in s:
-                    rows.append([label, f"{n:,}", "1", "refused: " + s["refused"][:60]])
-                    rows[-1] += [""] * (len(headers) - 4)
+                    rows.append([label, f"{n:,}", "1", "refused"] + [""] * (len(headers) - 4))
+                    notes.append(f"{label}, {n:,}: refused with {s['refused']}")
                     continue
                 rows.append(
                     [
                         label,
                         f"{n:,}",
                         str(s["calls"]),
+                        str(s["runs"]),
                         ms(s["median_s"]),
                         f"{s['min_s'] * 1000:,.1f}-{s['max_s'] * 1000:,.1f}",
                         f"{s['rate']:,.0f}",
@@ -616,8 +694,11 @@ def report_immediate(results: dict[str, dict[str, Any]], args: argparse.Namespac
                     ]
                 )
     table(headers, rows)
+    for note in notes:
+        print(note)
     print(
-        f"median of {args.repeat} calls ({args.repeat_large} for 10,000), fresh records each;"
+        f"median of up to {args.repeat} runs ({args.repeat_large} for 10,000; none started after"
+        f" {args.row_budget:.0f} s on a row), fresh records each;"
         " requests and 'at sink' (distinct records) counted by the sink for the last call.\n"
         "* aicostmanager refuses more than 1,000 records per call: the same records as"
         f" {CHUNK:,}-record calls, back to back."
@@ -651,6 +732,7 @@ def report_queued(results: dict[str, dict[str, Any]], args: argparse.Namespace) 
     headers = [
         "peer",
         "calls",
+        "runs",
         "return ms",
         "min-max ms",
         "records/s",
@@ -659,14 +741,14 @@ def report_queued(results: dict[str, dict[str, Any]], args: argparse.Namespace) 
     ]
     headers += ["at return", "requests", "lost", "spooled"]
     rows = []
+    notes: list[str] = []
     for name, (label, kind) in PEERS.items():
         if kind != "queued":
             continue
-        r = results.get(name, {})
-        q = r.get("queued", {})
+        q = results.get(name, {}).get("queued", {})
         if not q:
-            rows.append([label, "failed: " + str(r.get("fatal") or r.get("hung"))[:70]])
-            rows[-1] += [""] * (len(headers) - 2)
+            rows.append([label, "-"] + [""] * (len(headers) - 2))
+            notes.append(f"{label}: {failure(results.get(name))}")
             continue
         for key in ("single", "chunked"):
             s = q.get(key)
@@ -674,13 +756,14 @@ def report_queued(results: dict[str, dict[str, Any]], args: argparse.Namespace) 
                 continue
             lab = label + (f" ({n // CHUNK} x {CHUNK:,})*" if key == "chunked" else "")
             if "refused" in s:
-                rows.append([lab, "1", "refused: " + s["refused"][:60]])
-                rows[-1] += [""] * (len(headers) - 3)
+                rows.append([lab, "1", "refused"] + [""] * (len(headers) - 3))
+                notes.append(f"{lab}: refused with {s['refused']}")
                 continue
             rows.append(
                 [
                     lab,
                     str(s["calls"]),
+                    str(s["runs"]),
                     ms(s["median_s"]),
                     f"{s['min_s'] * 1000:,.0f}-{s['max_s'] * 1000:,.0f}",
                     f"{s['rate']:,.0f}",
@@ -692,12 +775,17 @@ def report_queued(results: dict[str, dict[str, Any]], args: argparse.Namespace) 
                     "/".join(fmt(x, ",") for x in s["spooled"]),
                 ]
             )
-    rows.append(["aicostmanager 0.3.2 mem_queue", "not offered: its DeliveryType has immediate"])
-    rows[-1][-1] += " and persistent_queue only"
-    rows[-1] += [""] * (len(headers) - 2)
+    rows.append(["aicostmanager 0.3.2 mem_queue", "-"] + [""] * (len(headers) - 2))
+    notes.append(
+        "aicostmanager 0.3.2 mem_queue: not offered (its DeliveryType has immediate and"
+        " persistent_queue only)"
+    )
     table(headers, rows)
+    for note in notes:
+        print(note)
     print(
-        f"median of {args.repeat_large} runs of {n:,} fresh records. 'flush ms' and 'all at"
+        f"median of up to {args.repeat_large} runs of {n:,} fresh records (none started after"
+        f" {args.row_budget:.0f} s on a row). 'flush ms' and 'all at"
         " sink ms' are from the start of the call: flush() returning, the sink's last record."
         "\n'at return', 'requests' (all requests until the sink had every record), 'lost' ="
         " tracked - delivered - spooled, and 'spooled' are per run."
@@ -740,7 +828,7 @@ def report_probes(results: dict[str, dict[str, Any]]) -> None:
         for who, probes in (("ours", ours), ("aicostmanager", theirs)):
             p = probes.get(key)
             if p and p["message"]:
-                print(f"  {label:<42} {who}: {p['message'][:110]}")
+                print(f"  {label:<40} {who}: {p['message'][:150]}")
     print(
         "aicostmanager 0.3.2's track_batch checks: at most 1,000 records, each has"
         " 'service_key' and 'usage' (KeyError otherwise), a timestamp string"
@@ -768,6 +856,29 @@ def report_breakdown(results: dict[str, dict[str, Any]], args: argparse.Namespac
             ]
         )
     table(["case", "ms", "min-max ms", "us/record", "of track_batch"], rows)
+    sp = results.get("ours-persistent_queue", {})
+    spool = sp.get("spool")
+    if not spool:
+        return
+    print(
+        f"\nours persistent_queue, {n:,} records (one run each; bodies of about"
+        f" {fmt(spool.get('body_bytes'), '.0f')} bytes in the scratch rows):"
+    )
+    single = sp.get("queued", {}).get("single", {})
+    rows = [
+        [
+            "track_batch while the sink answers (section 2, median)",
+            ms(single.get("median_s")),
+            fmt(single.get("median_s") and single["median_s"] / n * 1e6, ".1f"),
+        ]
+    ]
+    for label, v in spool.items():
+        if isinstance(v, float) and label != "body_bytes":
+            rows.append([label, ms(v), f"{v / n * 1e6:.1f}"])
+        elif isinstance(v, str):
+            rows.append([label, v[:60], ""])
+    table(["case", "ms", "us/record"], rows)
+    print(f"delivered after the sink resumed: {spool.get('delivered_after_resume', 0):,} of {n:,}")
 
 
 def report_details(results: dict[str, dict[str, Any]]) -> None:
@@ -813,6 +924,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--call-timeout", type=float, default=60.0, help="bound on one call (s)")
     p.add_argument("--flush-timeout", type=float, default=30.0, help="flush and close bound")
     p.add_argument("--sink-wait", type=float, default=30.0, help="wait for the sink (s)")
+    p.add_argument(
+        "--row-budget", type=float, default=15.0, help="stop repeating a row after this many s (15)"
+    )
     p.add_argument("--peer-timeout", type=float, default=180.0, help="kill a child after this")
     p.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset")
     p.add_argument("--quick", action="store_true", help="1 run per size")
@@ -829,6 +943,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         *("--repeat", str(args.repeat), "--repeat-large", str(args.repeat_large)),
         *("--queued-n", str(args.queued_n), "--call-timeout", str(args.call_timeout)),
         *("--flush-timeout", str(args.flush_timeout), "--sink-wait", str(args.sink_wait)),
+        *("--row-budget", str(args.row_budget)),
         *(["--keep-tmp"] if args.keep_tmp else []),
     ]
     return args
