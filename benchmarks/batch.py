@@ -508,6 +508,58 @@ def breakdown_phase(
     }
 
 
+def send_breakdown(adapter: OursBatch, args: argparse.Namespace) -> dict[str, Any]:
+    """Ours, immediate, 1,000 records: the steps of track_batch, each timed alone.
+
+    Uses private names (Tracker._record, the engine's _post, aicm_manual._wire); a step
+    whose name moved is skipped."""
+    n, reps = CHUNK, args.repeat
+    tracker = adapter.tracker
+    try:
+        from aicm_manual._batch import BatchItem
+        from aicm_manual._wire import encode_batch, encode_record, encode_records
+
+        engine, target, record = tracker._engine, tracker._target, tracker._record
+        post = engine._post  # type: ignore[union-attr]
+    except (ImportError, AttributeError) as exc:
+        return {"skipped": str(exc)}
+    sets = [make_records(n, f"{args.child}-s{rep}") for rep in range(reps)]
+    items = [[BatchItem.parse(r) for r in recs] for recs in sets]
+
+    def build(rep: int) -> list[Any]:
+        return [
+            record(i.usage, i.service_id, i.config_id, i.client_customer_key, i.context,
+                   i.response_id, i.timestamp)
+            for i in items[rep]
+        ]  # fmt: skip
+
+    built = [build(rep) for rep in range(reps)]
+    bodies = [encode_batch([encode_record(r) for r in b]) for b in built]
+    ids = [[r.response_id for r in b] for b in built]
+    steps: list[tuple[str, Callable[[int], Any]]] = [
+        ("BatchItem.parse per record", lambda k: [BatchItem.parse(r) for r in sets[k]]),
+        ("Tracker._record per record (checks, copies, stamps)", build),
+        ("encode_record per record + encode_batch (as sent)",
+         lambda k: encode_batch([encode_record(r) for r in built[k]])),
+        ("what if: encode_records, one call", lambda k: encode_records(built[k])),
+        ("_post(detailed=True): HTTP, sink, per-record results",
+         lambda k: post(target, bodies[k], ids[k], detailed=True)),
+        ("what if: _post(detailed=False) (200: no per-record parse)",
+         lambda k: post(target, bodies[k], ids[k], detailed=False)),
+    ]  # fmt: skip
+    out: dict[str, Any] = {}
+    for label, fn in steps:
+        times = []
+        for rep in range(reps):
+            r = run_bounded(lambda fn=fn, rep=rep: fn(rep), args.call_timeout)
+            if not r["done"]:
+                raise Hung(f"{label} still running after {args.call_timeout:.0f} s")
+            times.append(r["seconds"] if not r.get("error") else float("nan"))
+        out[label] = {"median_s": statistics.median(times), "min_s": min(times)}
+        out[label]["max_s"] = max(times)
+    return out
+
+
 def spool_phase(adapter: OursBatch, sink: SinkClient, args: argparse.Namespace) -> dict[str, Any]:
     """Ours, persistent_queue: what one commit per record costs (one run of each)."""
     n = args.queued_n
@@ -578,6 +630,8 @@ def child_main(args: argparse.Namespace) -> None:
         if PEERS[args.child][1] == "immediate":
             res["immediate"] = immediate_phase(track_batch, sink, args)
             res["probes"] = probe_phase(track_batch, sink, args)
+            if isinstance(adapter, OursBatch):
+                res["send_breakdown"] = send_breakdown(adapter, args)
         else:
             res["queued"] = queued_phase(track_batch, adapter, sink, args)
             if isinstance(adapter, OursBatch) and adapter.mode == "mem_queue":
@@ -838,24 +892,44 @@ def report_probes(results: dict[str, dict[str, Any]]) -> None:
 
 
 def report_breakdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
-    b = results.get("ours-mem_queue", {}).get("breakdown")
-    if not b:
-        return
     n = args.queued_n
-    section(f"4. ours: what track_batch({n:,}) costs, in-process (mem_queue; median of runs)")
-    rows = []
-    ref = b.get("track_batch, mem_queue (checked)", {}).get("median_s")
-    for label, s in b.items():
-        rows.append(
-            [
-                label,
-                ms(s["median_s"]),
-                f"{s['min_s'] * 1000:,.1f}-{s['max_s'] * 1000:,.1f}",
-                f"{s['median_s'] / n * 1e6:.2f}",
-                f"{s['median_s'] / ref:.2f}" if ref else "-",
-            ]
+    section("4. ours: where track_batch spends its time (in-process)")
+    b = results.get("ours-mem_queue", {}).get("breakdown")
+    if b:
+        print(f"ours mem_queue, {n:,} records (median of runs, the cases interleaved):")
+        rows = []
+        ref = b.get("track_batch, mem_queue (checked)", {}).get("median_s")
+        for label, s in b.items():
+            rows.append(
+                [
+                    label,
+                    ms(s["median_s"]),
+                    f"{s['min_s'] * 1000:,.1f}-{s['max_s'] * 1000:,.1f}",
+                    f"{s['median_s'] / n * 1e6:.2f}",
+                    f"{s['median_s'] / ref:.2f}" if ref else "-",
+                ]
+            )
+        table(["case", "ms", "min-max ms", "us/record", "of track_batch"], rows)
+    send = results.get("ours-immediate", {}).get("send_breakdown") or {}
+    if "skipped" in send:
+        print(f"\nours immediate steps: skipped ({send['skipped']})")
+    elif send:
+        whole = results["ours-immediate"].get("immediate", {}).get(str(CHUNK), {})
+        print(
+            f"\nours immediate, {CHUNK:,} records: the steps of track_batch, each timed alone"
+            f" (median of {args.repeat})"
         )
-    table(["case", "ms", "min-max ms", "us/record", "of track_batch"], rows)
+        rows = [["track_batch (section 1, median)", ms(whole.get("median_s")), "", ""]]
+        for label, s in send.items():
+            rows.append(
+                [
+                    label,
+                    ms(s["median_s"]),
+                    f"{s['min_s'] * 1000:,.1f}-{s['max_s'] * 1000:,.1f}",
+                    f"{s['median_s'] / CHUNK * 1e6:.2f}",
+                ]
+            )
+        table(["step", "ms", "min-max ms", "us/record"], rows)
     sp = results.get("ours-persistent_queue", {})
     spool = sp.get("spool")
     if not spool:
