@@ -399,7 +399,8 @@ def queued_phase(
                     "delivered": delivered,
                     "requests_total": after["requests"] - r["before"]["requests"],
                     "spooled": spooled,
-                    "lost": n - delivered - (spooled or 0),
+                    # a row acked just after the sink counted it is both: never below 0
+                    "lost": max(0, n - delivered - (spooled or 0)),
                 }
             )
             runs.append(r)
@@ -842,7 +843,8 @@ def report_queued(results: dict[str, dict[str, Any]], args: argparse.Namespace) 
         f" {args.row_budget:.0f} s on a row). 'flush ms' and 'all at"
         " sink ms' are from the start of the call: flush() returning, the sink's last record."
         "\n'at return', 'requests' (all requests until the sink had every record), 'lost' ="
-        " tracked - delivered - spooled, and 'spooled' are per run."
+        " tracked - delivered - spooled (not below 0; spooled: rows still in the spool file),"
+        " are per run."
     )
     q = {name: results.get(name, {}).get("queued", {}) for name in PEERS}
     theirs = q.get("aicostmanager-persistent_queue", {})
