@@ -678,16 +678,19 @@ def run_child(name: str, port: int, args: argparse.Namespace, tmp: Path) -> dict
     t0 = perf_ns()
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        killed = False
         try:
             proc.wait(args.peer_timeout)
         except subprocess.TimeoutExpired:
             stop_process(proc)  # by pid: the process started just above
+            killed = True
     wall = (perf_ns() - t0) / 1e9
     lines = log.read_text(errors="replace").splitlines()
     if result.exists():
         res: dict[str, Any] = json.loads(result.read_text())
     else:
-        res = {"peer": name, "fatal": f"no result (exit {proc.returncode}, {wall:.0f} s)"}
+        why = f"killed after --peer-timeout {args.peer_timeout:.0f} s" if killed else "no result"
+        res = {"peer": name, "fatal": f"{why} (exit {proc.returncode}, {wall:.0f} s)"}
     res["child_wall_s"] = wall
     res["log_lines"] = len(lines)
     res["log_tail"] = lines[-3:]
