@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -132,6 +133,7 @@ class Ingestor:
         self.pricer = pricer
         self.storage = storage
         self.counts: dict[str, int] = {}  # records by status, for /metrics
+        self._counting = threading.Lock()  # answers are built on several threads
         self._routes: dict[tuple[str | None, str], _Route | str] = {}
 
     def handle(self, tenant: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -382,8 +384,9 @@ class Ingestor:
             summary[status] = summary.get(status, 0) + 1
         if prepared.rejected:
             summary["rejected"] = len(prepared.rejected)
-        for name, n in summary.items():
-            self.counts[name] = self.counts.get(name, 0) + n
+        with self._counting:
+            for name, n in summary.items():
+                self.counts[name] = self.counts.get(name, 0) + n
         code = 200 if set(summary) <= {"accepted", "duplicate"} else 207
         return code, {"results": results, "summary": summary}
 
