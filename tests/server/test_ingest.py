@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aicm_manual._config import UsageConfig
 from aicm_manual._config_sources import DirectoryConfigSource
 from aicm_manual._records import format_timestamp_us, normalise_timestamp
 from aicm_manual.errors import AicmError
@@ -199,6 +200,37 @@ def test_fast_path_builds_the_event_the_general_checks_build(record: dict[str, A
     if record["timestamp"].endswith("Z"):
         assert fast is not None
     assert fast is None or fast == general
+    absent = {k: v for k, v in record.items() if v is not None or k != "config_id"}
+    assert ingest._prepare("t", absent) == (general, [])  # a null config_id is no config_id
+
+
+@pytest.mark.parametrize(
+    ("service_id", "config_id", "priced"),
+    [
+        ("openai::gpt-4o-mini", "openai-chat", True),  # listed exactly: wins over llm's openai::*
+        ("openai::gpt-4.1-nano", "llm", True),  # only openai::* lists it
+        ("heygen::video-generation", "heygen", True),
+        ("internal::search", "internal-api", False),  # listed without pricing
+        ("acme::anything", None, False),  # listed nowhere
+        ("no-vendor-part", None, False),
+    ],
+)
+def test_a_record_without_config_id_goes_to_the_config_listing_its_service(
+    service_id: str, config_id: str | None, priced: bool
+) -> None:
+    usage = {"input_tokens": 5, "output_tokens": 1, "model": "m", "duration": 1, "calls": 1}
+    ingest = Ingestor(
+        configs_by_id(CONFIGS),
+        Pricer(CONFIGS),
+        Accepting(),  # type: ignore[arg-type]
+    )
+    route = ingest._route(None, service_id)
+    assert not isinstance(route, str)
+    assert (route.config.config_id if route.config else None) == config_id
+    event, _ = ingest._event("t", route, None, service_id, "r", 0, usage, None, None)
+    assert event is not None
+    assert event.config_id == config_id
+    assert (event.cost_nanos is not None) == priced
 
 
 @pytest.mark.parametrize(
@@ -245,3 +277,25 @@ def test_results_stay_in_request_order_around_rejections() -> None:
     ]
     assert answer["results"][0]["cost"] == "0.000210000"  # 1000 * 0.15 + 100 * 0.60 per M
     assert ingest.counts == {"accepted": 3, "rejected": 2}
+
+
+def test_two_configs_listing_one_service_send_config_less_records_to_the_first_by_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def cfg(config_id: str) -> UsageConfig:
+        return UsageConfig.from_dict(
+            {
+                "config_id": config_id,
+                "manual_usage_schema": {"n": "int"},
+                "services": [{"service_id": "acme::x"}],
+            },
+            source="<test>",
+        )
+
+    b, a = cfg("b-config"), cfg("a-config")
+    with caplog.at_level("WARNING", logger="aicm_manual.server"):
+        ingest = Ingestor(configs_by_id([b, a]), Pricer([b, a]), Accepting())  # type: ignore[arg-type]
+    route = ingest._route(None, "acme::x")
+    assert not isinstance(route, str)
+    assert route.config is a
+    assert "configs 'a-config' and 'b-config' both list 'acme::x'" in caplog.text

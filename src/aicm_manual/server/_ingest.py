@@ -16,6 +16,7 @@ checks, which name every problem. Both build the stored event the same way.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,8 @@ from .._config import UsageConfig
 from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, StorageError
 from ._storage import IngestStatus, NewEvent, Storage
+
+log = logging.getLogger("aicm_manual.server")
 
 MAX_RECORDS = 1000
 _INT64 = 2**63
@@ -125,6 +128,9 @@ class _Route:
     is_valid: Callable[[object], bool] | None
 
 
+_NO_CONFIG = _Route(None, None)
+
+
 class Ingestor:
     def __init__(
         self, configs: Mapping[str, UsageConfig], pricer: PricerLike, storage: Storage
@@ -135,6 +141,23 @@ class Ingestor:
         self.counts: dict[str, int] = {}  # records by status, for /metrics
         self._counting = threading.Lock()  # answers are built on several threads
         self._routes: dict[tuple[str | None, str], _Route | str] = {}
+        # For records without a config_id: the config listing each service id, exact
+        # entries apart from "vendor::*" ones; the first config (by id) when several do.
+        self._exact: dict[str, UsageConfig] = {}
+        self._vendor: dict[str, UsageConfig] = {}
+        for config in sorted(configs.values(), key=lambda c: c.config_id):
+            for service in config.services:
+                table = self._vendor if service.is_pattern else self._exact
+                first = table.setdefault(service.service_id, config)
+                if first is not config:
+                    log.warning(
+                        "aicm collector: configs %r and %r both list %r; records without a"
+                        " config_id go to %r",
+                        first.config_id,
+                        config.config_id,
+                        service.service_id,
+                        first.config_id,
+                    )
 
     def handle(self, tenant: str, body: bytes) -> tuple[int, dict[str, Any]]:
         prepared = self.prepare(tenant, body)
@@ -204,7 +227,7 @@ class Ingestor:
         if type(stamp) is not str:
             return None
         config_id = raw.get("config_id")
-        if type(config_id) is not str:
+        if config_id is not None and type(config_id) is not str:
             return None
         route = self._routes.get((config_id, service_id)) or self._route(config_id, service_id)
         if isinstance(route, str) or (route.is_valid is not None and not route.is_valid(usage)):
@@ -234,7 +257,10 @@ class Ingestor:
         if unknown:
             errors.append(f"unknown record keys {unknown}")
         ids: dict[str, str] = {}
+        found_by_service = raw.get("config_id") is None  # optional: the service decides
         for name in ("config_id", "service_id", "response_id"):
+            if name == "config_id" and found_by_service:
+                continue
             try:
                 ids[name] = check_id(name, raw.get(name))
             except AicmError as exc:
@@ -257,13 +283,16 @@ class Ingestor:
             errors.append("context must be an object")
         usage = raw.get("usage")
         route: _Route | str | None = None
-        if "service_id" in ids and "config_id" in ids:
-            route = self._route(ids["config_id"], ids["service_id"])
+        if "service_id" in ids and (found_by_service or "config_id" in ids):
+            route = self._route(ids.get("config_id"), ids["service_id"])
         elif "config_id" in ids and self.configs.get(ids["config_id"]) is None:
             errors.append(f"unknown config_id {ids['config_id']!r}")
         if isinstance(route, str):
             errors.append(route)
-        config = self.configs.get(ids.get("config_id", ""))
+        if isinstance(route, _Route):
+            config = route.config
+        else:  # a usable config_id with a bad service_id: still check the usage
+            config = self.configs.get(ids.get("config_id", ""))
         if config is not None:
             # The compiled check answers for valid payloads; errors only for the others.
             problem = (
@@ -271,6 +300,8 @@ class Ingestor:
             )
             if problem is not None:
                 errors.extend(m for messages in problem.errors.values() for m in messages)
+        elif not isinstance(usage, dict):  # no config's schema: any object is stored
+            errors.append("usage must be an object")
         if errors:
             return None, errors
         assert isinstance(route, _Route)
@@ -278,7 +309,7 @@ class Ingestor:
         return self._event(
             tenant,
             route,
-            ids["config_id"],
+            ids.get("config_id"),
             ids["service_id"],
             ids["response_id"],
             timestamp_us,
@@ -288,10 +319,17 @@ class Ingestor:
         )
 
     def _route(self, config_id: str | None, service_id: str) -> _Route | str:
-        """The route of a (config_id, service_id) pair, or why the pair is rejected; cached."""
-        config = self.configs.get(config_id) if config_id is not None else None
+        """The route of a (config_id, service_id) pair, or why the pair is rejected; cached.
+        Without a config_id, the config listing the service exactly wins over one listing
+        its "vendor::*"; a service no config lists is stored without one, unpriced."""
         route: _Route | str
-        if config is None:
+        if config_id is None:
+            vendor, sep, _ = service_id.partition("::")
+            config = self._exact.get(service_id) or (
+                self._vendor.get(f"{vendor}::*") if sep else None
+            )
+            route = _NO_CONFIG if config is None else _Route(config, config.validator.is_valid)
+        elif (config := self.configs.get(config_id)) is None:
             route = f"unknown config_id {config_id!r}"
         elif config.find_service(service_id) is None:
             route = f"service_id {service_id!r} is not in config {config_id!r}"
@@ -343,7 +381,7 @@ class Ingestor:
         return (
             NewEvent(
                 tenant=tenant,
-                config_id=config_id,  # type: ignore[arg-type]
+                config_id=config_id,
                 service_id=service_id,
                 response_id=response_id,
                 timestamp_us=timestamp_us,

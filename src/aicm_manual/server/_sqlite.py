@@ -74,8 +74,9 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# config_id '' is "no config" (see _storage): handed back as NULL.
 _EVENT_COLUMNS = (
-    "id, tenant, config_id, service_id, response_id, timestamp_us, received_us,"
+    "id, tenant, NULLIF(config_id, ''), service_id, response_id, timestamp_us, received_us,"
     " client_customer_key, usage, context, payload_hash, cost_nanos, currency, price_source"
 )
 _GROUP_COLUMN = {"client_customer_key": "client_customer_key", "service_id": "service_id"}
@@ -163,7 +164,7 @@ class SqliteStorage:
             [
                 (
                     e.tenant,
-                    e.config_id,
+                    e.config_id or "",
                     e.service_id,
                     e.response_id,
                     e.timestamp_us,
