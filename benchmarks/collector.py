@@ -621,14 +621,13 @@ def per_call_ns(fn: Callable[[], Any], repeats: int = 7, target_s: float = 0.05)
 
 
 def phase_pricing() -> dict[str, Any]:
-    from aicm_manual._config import GenaiPricesRef
     from aicm_manual.server._ingest import Ingestor
     from aicm_manual.server._pricing import token_usage
 
     _, by_id, pricer = server_parts()
     chat = {"model": "gpt-4o-mini", "input_tokens": 812, "output_tokens": 97}
     avatar = {"duration": 12.3, "avatar_id": "anna"}
-    model = pricer._model(GenaiPricesRef("openai", "gpt-4o-mini"))
+    model = pricer._model("openai", "gpt-4o-mini")
     tokens = token_usage(chat)
     assert tokens is not None
     assert not isinstance(model, str)
@@ -872,7 +871,7 @@ def cpu_model() -> str:
 
 
 def table(headers: list[str], rows: list[list[str]], left: int = 1) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
         out = [c.ljust(widths[i]) if i < left else c.rjust(widths[i]) for i, c in enumerate(cells)]

@@ -291,3 +291,130 @@ def test_a_failing_database_answers_503_with_retry_after(tmp_path: Path) -> None
         r = post(c, [rec("r1")])
     assert r.status_code == 503
     assert r.headers["Retry-After"] == "1"
+
+
+# -- records without a config_id (a Tracker without a config sends these) -----------------
+
+
+def bare(rid: str, service_id: str, usage: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    record = rec(rid, service_id=service_id, usage=usage, **changes)
+    del record["config_id"]
+    return record
+
+
+def test_without_config_id_the_config_listing_the_service_checks_and_prices_it(
+    collector: EmbeddedCollector,
+) -> None:
+    tokens = {"input_tokens": 1000, "output_tokens": 100}
+    r = post(
+        collector,
+        [
+            bare("exact", "openai::gpt-4o-mini", dict(CHAT)),  # openai-chat lists it exactly
+            bare("pattern", "anthropic::claude-3-5-haiku-latest", tokens),  # llm: anthropic::*
+            bare("null", "google::gemini-2.0-flash", tokens, config_id=None),
+            bare("avatar", "heygen::streaming-avatar", {"duration": 60, "avatar_id": "a"}),
+        ],
+    )
+    assert r.status_code == 200, r.json()
+    costs = {x["response_id"]: x["cost"] for x in r.json()["results"]}
+    assert costs == {
+        "exact": "1.350000000",  # 1M * 0.15 + 2M * 0.60 per M
+        "pattern": "0.001200000",  # 1000 * 0.80 + 100 * 4.00 per M
+        "null": "0.000140000",  # 1000 * 0.10 + 100 * 0.40 per M
+        "avatar": "0.100000000",
+    }
+    stored = {
+        rid: get(collector, f"/api/v1/events/{rid}").json()["events"][0]["config_id"]
+        for rid in costs
+    }
+    assert stored == {"exact": "openai-chat", "pattern": "llm", "null": "llm", "avatar": "heygen"}
+
+
+def test_without_config_id_usage_is_checked_against_the_found_config(
+    collector: EmbeddedCollector,
+) -> None:
+    r = post(
+        collector,
+        [
+            bare("bad", "openai::gpt-4o", {"input_tokens": "many", "output_tokens": 1}),
+            bare(
+                "extra",
+                "anthropic::claude-3-5-haiku",
+                {"input_tokens": 1, "output_tokens": 1, "x": 1},
+            ),
+        ],
+    )
+    assert r.status_code == 207
+    bad, extra = r.json()["results"]
+    # openai-chat lists openai::gpt-4o exactly and requires a model (llm's openai::* does not)
+    assert sorted(bad["errors"]) == [
+        "input_tokens: expected int, got str 'many'",
+        "model: missing required field of type str",
+    ]
+    assert extra["status"] == "rejected"
+    assert any("x: unexpected field" in e for e in extra["errors"]), extra["errors"]
+
+
+def test_a_service_no_config_lists_is_stored_unpriced_without_a_config(
+    collector: EmbeddedCollector,
+) -> None:
+    record = bare("u1", "acme::anything", {"whatever": [1, {"nested": True}]}, context={"k": 1})
+    r = post(collector, [record])
+    assert r.status_code == 200
+    [result] = r.json()["results"]
+    assert result["status"] == "accepted"
+    assert "cost" not in result
+    [event] = get(collector, "/api/v1/events/u1").json()["events"]
+    assert (event["config_id"], event["priced"], event["cost"]) == (None, False, None)
+    assert event["usage"] == {"whatever": [1, {"nested": True}]}
+    listed = get(collector, "/api/v1/events", service_id="acme::anything").json()["events"]
+    assert [e["config_id"] for e in listed] == [None]
+    [row] = get(collector, "/api/v1/costs/summary", group_by="service_id").json()["rows"]
+    assert (row["service_id"], row["events"], row["unpriced"], row["cost"]) == (
+        "acme::anything",
+        1,
+        1,
+        "0.000000000",
+    )
+    again = post(collector, [record, {**record, "usage": {"whatever": 2}}])
+    assert [x["status"] for x in again.json()["results"]] == ["duplicate", "conflict"]
+    assert post(collector, [bare("u2", "acme::anything", [1])]).json()["results"][0]["errors"] == [
+        "usage must be an object"
+    ]
+
+
+def test_an_unknown_model_under_a_vendor_pattern_is_stored_unpriced_not_rejected(
+    collector: EmbeddedCollector,
+) -> None:
+    tokens = {"input_tokens": 10, "output_tokens": 1}
+    r = post(
+        collector,
+        [
+            bare("m1", "openai::gpt-9-imaginary", tokens),
+            rec("m2", config_id="llm", service_id="openai::gpt-9-imaginary", usage=tokens),
+        ],
+    )
+    assert r.status_code == 200
+    assert [("cost" in x, x["status"]) for x in r.json()["results"]] == [
+        (False, "accepted"),
+        (False, "accepted"),
+    ]
+    [event] = get(collector, "/api/v1/events/m1").json()["events"]
+    assert (event["config_id"], event["priced"]) == ("llm", False)
+
+
+def test_with_a_config_id_the_service_must_be_in_that_config(collector: EmbeddedCollector) -> None:
+    tokens = {"input_tokens": 10, "output_tokens": 1}
+    r = post(
+        collector,
+        [
+            rec("c1", config_id="heygen", service_id="openai::gpt-4o-mini", usage=tokens),
+            rec("c2", config_id="nope", service_id="acme::anything", usage=tokens),
+            rec("c3", config_id="", service_id="acme::anything", usage=tokens),
+        ],
+    )
+    assert [x["status"] for x in r.json()["results"]] == ["rejected"] * 3
+    c1, c2, c3 = (x["errors"] for x in r.json()["results"])
+    assert c1[0] == "service_id 'openai::gpt-4o-mini' is not in config 'heygen'"
+    assert c2 == ["unknown config_id 'nope'"]
+    assert "config_id must be a non-empty string" in c3[0]

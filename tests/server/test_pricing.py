@@ -302,3 +302,47 @@ def test_shipped_configs_price_as_documented(
         expected = "unit" if model == service_id else f"genai-prices {version} openai/{model}"
         assert price.source == expected
         assert pricer.unpriced_reason(config_id, service_id) is None
+
+
+# --- the shipped llm config: "vendor::*" services, the model from the service id -----------
+
+LLM_MODELS = [
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-3-5-haiku-latest"),
+    ("google", "gemini-2.0-flash"),
+]
+LLM_USAGE = {"input_tokens": 1200, "cache_read_tokens": 200, "output_tokens": 300}
+
+
+@pytest.mark.parametrize(("provider", "model"), LLM_MODELS)
+def test_llm_config_prices_any_model_of_a_vendor_through_genai_prices(
+    provider: str, model: str
+) -> None:
+    version = genai_version()
+    pricer = Pricer(DirectoryConfigSource(SCHEMAS).all())
+    price = pricer.price("llm", f"{provider}::{model}", LLM_USAGE)
+    assert price == Price(
+        calc_price_nanos(provider, model, (1200, 200, 0, 300, 0)),
+        "USD",
+        f"genai-prices {version} {provider}/{model}",
+    )
+    assert price.cost_nanos
+
+
+@pytest.mark.parametrize(
+    "service_id", ["openai::gpt-9-imaginary", "anthropic::claude-0", "google::"]
+)
+def test_llm_config_leaves_a_model_genai_prices_does_not_know_unpriced(service_id: str) -> None:
+    genai_version()
+    pricer = Pricer(DirectoryConfigSource(SCHEMAS).all())
+    assert pricer.price("llm", service_id, LLM_USAGE) == UNPRICED
+    reason = pricer.unpriced_reason("llm", service_id)
+    assert "has no price for" in (reason or "")
+
+
+def test_llm_config_does_not_price_a_vendor_it_does_not_list() -> None:
+    pricer = Pricer(DirectoryConfigSource(SCHEMAS).all())
+    assert pricer.price("llm", "mistral::mistral-large", LLM_USAGE) == UNPRICED
+    assert pricer.unpriced_reason("llm", "mistral::mistral-large") == (
+        "no config 'llm' with a service 'mistral::mistral-large'"
+    )

@@ -14,7 +14,7 @@ import random
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from uuid import uuid4
@@ -202,6 +202,21 @@ def test_get_events_round_trips_every_field(storage: Storage) -> None:
     [stored2] = storage.get_events("tenant-a", "r2")
     assert (stored2.cost_nanos, stored2.currency, stored2.price_source) == (None, None, None)
     assert storage.get_events("tenant-a", "nope") == []
+
+
+def test_an_event_without_a_config_comes_back_without_one(storage: Storage) -> None:
+    no_config = replace(ev("r1", service="acme::anything", cost=None), config_id=None)
+    assert storage.ingest([no_config, ev("r2")]) == ["accepted", "accepted"]
+    [stored] = storage.get_events("tenant-a", "r1")
+    assert (stored.config_id, stored.service_id, stored.cost_nanos) == (
+        None,
+        "acme::anything",
+        None,
+    )
+    assert [e.config_id for e in storage.list_events("tenant-a")] == [None, "openai-chat"]
+    assert storage.ingest([no_config]) == ["duplicate"]
+    by_service = storage.cost_summary("tenant-a", "service_id", None, None)
+    assert SummaryRow("acme::anything", None, 1, 0, 1) in by_service
 
 
 def test_one_batch_for_several_tenants_updates_each_tenants_rollups(storage: Storage) -> None:

@@ -6,10 +6,15 @@
 Every route but the probes needs ``Authorization: Bearer <key>``; the key's tenant scopes
 everything the route reads or writes. Storage calls run in the thread pool, so the event
 loop never waits on the database.
+
+``POST /track`` runs in two steps: checking and pricing (pure CPU, one request at a time,
+in arrival order, so the first request is ready first instead of four finishing together),
+then storing and answering, where the storage merges the requests waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -28,7 +33,7 @@ from .._config import UsageConfig
 from .._records import format_timestamp_us, normalise_timestamp
 from ..errors import AicmError, StorageError
 from ._auth import hash_key
-from ._ingest import MAX_BODY_BYTES, Ingestor, PricerLike, RequestError, cost_text
+from ._ingest import MAX_BODY_BYTES, Ingestor, Prepared, PricerLike, RequestError, cost_text
 from ._storage import ApiKeyRecord, Storage, StoredEvent, SummaryRow
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -53,6 +58,7 @@ class Collector:
         self.storage = storage
         self.configs = {c.config_id: c for c in configs}
         self.ingestor = Ingestor(self.configs, pricer, storage)
+        self._checking = asyncio.Lock()  # FIFO: requests are checked in arrival order
         self.started = time.time()
         self.requests: dict[str, int] = {}
         listing = _json.encode({"configs": [c.to_dict() for c in configs]})
@@ -136,7 +142,13 @@ class Collector:
                 return error(400, "body is not valid gzip")
             if len(body) > MAX_BODY_BYTES or inflater.unconsumed_tail:
                 return error(413, f"decompressed body over {MAX_BODY_BYTES} bytes")
-        status, answer = await run_in_threadpool(self.ingestor.handle, key.tenant, body)
+        async with self._checking:
+            prepared = await run_in_threadpool(self.ingestor.prepare, key.tenant, body)
+        return await self._db(self._store, prepared)  # type: ignore[no-any-return]
+
+    def _store(self, prepared: Prepared) -> Response:
+        statuses = self.storage.ingest(prepared.events) if prepared.events else []
+        status, answer = self.ingestor.answer(prepared, statuses)
         return json_response(answer, status)
 
     # -- queries ----------------------------------------------------------------------------

@@ -5,21 +5,33 @@
 
 A bad record never poisons its batch: it is ``rejected`` with its reasons and the rest are
 stored. The answer is built only after ``storage.ingest`` returned, i.e. after the commit.
+
+``handle`` is three steps the app runs apart (so one request's checks overlap another's
+write): ``prepare`` (decode, check, price, hash: CPU only), ``storage.ingest`` and
+``answer``. A well-formed record takes a fast path (cached per-service lookups, the
+client's own timestamp form parsed by slicing); anything else goes through the general
+checks, which name every problem. Both build the stored event the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from decimal import Decimal
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import Any, Protocol
 
 import msgspec
 
 from .._config import UsageConfig
-from .._records import check_id, normalise_timestamp
+from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, StorageError
-from ._storage import NewEvent, Storage
+from ._storage import IngestStatus, NewEvent, Storage
+
+log = logging.getLogger("aicm_manual.server")
 
 MAX_RECORDS = 1000
 _INT64 = 2**63
@@ -35,7 +47,9 @@ _RECORD_KEYS = frozenset(
         "context",
     }
 )
+_MAX_ROUTES = 4096  # service ids come from clients ("vendor::*"): keep the cache bounded
 _encoder = msgspec.json.Encoder(order="sorted")
+_Raw = msgspec.Raw
 
 
 class RequestError(Exception):
@@ -46,24 +60,75 @@ class RequestError(Exception):
         super().__init__(message)
 
 
-class PriceLike(Protocol):
-    @property
-    def cost_nanos(self) -> int | None: ...
-
-    @property
-    def currency(self) -> str | None: ...
-
-    @property
-    def source(self) -> str | None: ...
-
-
 class PricerLike(Protocol):
-    def price(self, config_id: str, service_id: str, usage: Mapping[str, Any]) -> PriceLike: ...
+    def quote(
+        self, config_id: str, service_id: str, usage: Mapping[str, Any]
+    ) -> tuple[int | None, str | None, str | None]:
+        """(cost_nanos, currency, source) of one record, all None when it is unpriced."""
+        ...
 
 
 def cost_text(nanos: int) -> str:
     """Nano-units as an exact decimal string: 1230 -> "0.000001230"."""
-    return f"{Decimal(nanos).scaleb(-9):f}"
+    units, fraction = divmod(abs(nanos), 1_000_000_000)
+    return f"{'-' if nanos < 0 else ''}{units}.{fraction:09d}"
+
+
+# -- timestamps ---------------------------------------------------------------------------
+
+_US_PER_DAY = 86_400_000_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_HOUR = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:")
+# "MM:SS" -> microseconds: one dict lookup checks and converts both fields.
+_MINUTE_SECOND = {
+    f"{m:02d}:{s:02d}": (m * 60 + s) * 1_000_000 for m in range(60) for s in range(60)
+}
+_hour_us: dict[str, int] = {}  # "YYYY-MM-DDTHH:" -> microseconds; a batch shares a few hours
+
+
+def parse_timestamp(value: object) -> int:
+    """Microseconds since the epoch, exactly as ``normalise_timestamp`` answers. The
+    client's ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` is read with two dict lookups; anything else
+    goes to the general parser, which also words the errors."""
+    if type(value) is str and (len(value) == 20 or len(value) == 27) and value[-1] == "Z":
+        hour = _hour_us.get(value[:14])
+        if hour is None:
+            hour = _hour_start(value[:14])
+        second = _MINUTE_SECOND.get(value[14:19])
+        if hour is not None and second is not None:
+            if len(value) == 20:
+                return hour + second
+            micros = value[20:26]
+            if value[19] == "." and micros.isascii() and micros.isdigit():
+                return hour + second + int(micros)
+    return normalise_timestamp(value)
+
+
+def _hour_start(prefix: str) -> int | None:
+    if not _HOUR.fullmatch(prefix) or int(prefix[11:13]) > 23:
+        return None
+    try:
+        day = date.fromisoformat(prefix[:10]).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
+    if len(_hour_us) >= 4096:
+        _hour_us.clear()
+    start = _hour_us[prefix] = day * _US_PER_DAY + int(prefix[11:13]) * 3_600_000_000
+    return start
+
+
+# -- what a record's (config_id, service_id) resolves to -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where a service's records go: the config that checks and prices them, if any."""
+
+    config: UsageConfig | None  # None: no config lists the service; stored unpriced
+    is_valid: Callable[[object], bool] | None
+
+
+_NO_CONFIG = _Route(None, None)
 
 
 class Ingestor:
@@ -74,8 +139,37 @@ class Ingestor:
         self.pricer = pricer
         self.storage = storage
         self.counts: dict[str, int] = {}  # records by status, for /metrics
+        self._counting = threading.Lock()  # answers are built on several threads
+        self._routes: dict[tuple[str | None, str], _Route | str] = {}
+        # For records without a config_id: the config listing each service id, exact
+        # entries apart from "vendor::*" ones; the first config (by id) when several do.
+        self._exact: dict[str, UsageConfig] = {}
+        self._vendor: dict[str, UsageConfig] = {}
+        for config in sorted(configs.values(), key=lambda c: c.config_id):
+            for service in config.services:
+                table = self._vendor if service.is_pattern else self._exact
+                first = table.setdefault(service.service_id, config)
+                if first is not config:
+                    log.warning(
+                        "aicm collector: configs %r and %r both list %r; records without a"
+                        " config_id go to %r",
+                        first.config_id,
+                        config.config_id,
+                        service.service_id,
+                        first.config_id,
+                    )
 
     def handle(self, tenant: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        prepared = self.prepare(tenant, body)
+        try:
+            statuses = self.storage.ingest(prepared.events) if prepared.events else []
+        except Exception as exc:  # database trouble: the client should retry the request
+            raise StorageError(f"ingest: {exc}") from exc
+        return self.answer(prepared, statuses)
+
+    # -- step 1: decode, check, price, hash ----------------------------------------------------
+
+    def prepare(self, tenant: str, body: bytes) -> Prepared:
         if len(body) > MAX_BODY_BYTES:
             raise RequestError(413, f"body over {MAX_BODY_BYTES} bytes")
         try:
@@ -89,45 +183,73 @@ class Ingestor:
             raise RequestError(400, "tracked is empty")
         if len(records) > MAX_RECORDS:
             raise RequestError(413, f"at most {MAX_RECORDS} records per request")
-        results: list[dict[str, Any] | None] = [None] * len(records)
-        ready: list[tuple[int, NewEvent]] = []
+        prepared = Prepared(len(records))
         for index, raw in enumerate(records):
-            event, errors = self._prepare(tenant, raw)
+            event = self._fast(tenant, raw)
             if event is None:
-                rid = raw.get("response_id") if isinstance(raw, dict) else None
-                results[index] = {
-                    "index": index,
-                    "response_id": rid if isinstance(rid, str) else None,
-                    "status": "rejected",
-                    "errors": errors,
-                }
-            else:
-                ready.append((index, event))
+                event, errors = self._prepare(tenant, raw)
+                if event is None:
+                    rid = raw.get("response_id") if isinstance(raw, dict) else None
+                    prepared.rejected.append(
+                        {
+                            "index": index,
+                            "response_id": rid if isinstance(rid, str) else None,
+                            "status": "rejected",
+                            "errors": errors,
+                        }
+                    )
+                    continue
+            prepared.indexes.append(index)
+            prepared.events.append(event)
+        return prepared
+
+    def _fast(self, tenant: str, raw: Any) -> NewEvent | None:
+        """The event of a well-formed record, or None to take the general path (which
+        then finds and names what is wrong, or builds the same event)."""
+        if type(raw) is not dict or not raw.keys() <= _RECORD_KEYS:
+            return None
+        service_id = raw.get("service_id")
+        response_id = raw.get("response_id")
+        usage = raw.get("usage")
+        customer = raw.get("client_customer_key")
+        context = raw.get("context")
+        if not (
+            type(service_id) is str
+            and type(response_id) is str
+            and 0 < len(service_id) <= MAX_ID_LENGTH
+            and 0 < len(response_id) <= MAX_ID_LENGTH
+            and type(usage) is dict
+            and (customer is None or (type(customer) is str and 0 < len(customer) <= MAX_ID_LENGTH))
+            and (context is None or type(context) is dict)
+        ):
+            return None
+        stamp = raw.get("timestamp")
+        if type(stamp) is not str:
+            return None
+        config_id = raw.get("config_id")
+        if config_id is not None and type(config_id) is not str:
+            return None
+        route = self._routes.get((config_id, service_id)) or self._route(config_id, service_id)
+        if isinstance(route, str) or (route.is_valid is not None and not route.is_valid(usage)):
+            return None
         try:
-            statuses = self.storage.ingest([e for _, e in ready]) if ready else []
-        except Exception as exc:  # database trouble: the client should retry the request
-            raise StorageError(f"ingest: {exc}") from exc
-        for (index, event), status in zip(ready, statuses, strict=True):
-            result: dict[str, Any] = {
-                "index": index,
-                "response_id": event.response_id,
-                "status": status,
-            }
-            if status == "conflict":
-                result["errors"] = ["response_id already stored with a different payload"]
-            elif event.cost_nanos is not None:
-                result["cost"] = cost_text(event.cost_nanos)
-                result["currency"] = event.currency
-            results[index] = result
-        final = [r for r in results if r is not None]
-        summary: dict[str, int] = {}
-        for r in final:
-            summary[r["status"]] = summary.get(r["status"], 0) + 1
-            self.counts[r["status"]] = self.counts.get(r["status"], 0) + 1
-        code = 200 if set(summary) <= {"accepted", "duplicate"} else 207
-        return code, {"results": final, "summary": summary}
+            timestamp_us = parse_timestamp(stamp)
+        except AicmError:
+            return None
+        return self._event(
+            tenant,
+            route,
+            config_id,
+            service_id,
+            response_id,
+            timestamp_us,
+            usage,
+            customer,
+            context,
+        )[0]
 
     def _prepare(self, tenant: str, raw: Any) -> tuple[NewEvent | None, list[str]]:
+        """Every check, each problem worded for the sender."""
         if not isinstance(raw, dict):
             return None, ["a record must be a JSON object"]
         errors: list[str] = []
@@ -135,13 +257,17 @@ class Ingestor:
         if unknown:
             errors.append(f"unknown record keys {unknown}")
         ids: dict[str, str] = {}
+        found_by_service = raw.get("config_id") is None  # optional: the service decides
         for name in ("config_id", "service_id", "response_id"):
+            if name == "config_id" and found_by_service:
+                continue
             try:
                 ids[name] = check_id(name, raw.get(name))
             except AicmError as exc:
                 errors.append(str(exc))
+        timestamp_us = 0
         try:
-            timestamp_us = normalise_timestamp(raw.get("timestamp"))
+            timestamp_us = parse_timestamp(raw.get("timestamp"))
             if raw.get("timestamp") is None:
                 errors.append("timestamp is required (RFC 3339, UTC)")
         except AicmError as exc:
@@ -156,57 +282,164 @@ class Ingestor:
         if context is not None and not isinstance(context, dict):
             errors.append("context must be an object")
         usage = raw.get("usage")
-        config = self.configs.get(ids.get("config_id", ""))
-        if "config_id" in ids and config is None:
+        route: _Route | str | None = None
+        if "service_id" in ids and (found_by_service or "config_id" in ids):
+            route = self._route(ids.get("config_id"), ids["service_id"])
+        elif "config_id" in ids and self.configs.get(ids["config_id"]) is None:
             errors.append(f"unknown config_id {ids['config_id']!r}")
-        if config is not None and "service_id" in ids:
-            if config.find_service(ids["service_id"]) is None:
-                errors.append(
-                    f"service_id {ids['service_id']!r} is not in config {config.config_id!r}"
-                )
+        if isinstance(route, str):
+            errors.append(route)
+        if isinstance(route, _Route):
+            config = route.config
+        else:  # a usable config_id with a bad service_id: still check the usage
+            config = self.configs.get(ids.get("config_id", ""))
+        if config is not None:
             # The compiled check answers for valid payloads; errors only for the others.
             problem = (
                 None if config.validator.is_valid(usage) else config.validator.find_errors(usage)
             )
             if problem is not None:
                 errors.extend(m for messages in problem.errors.values() for m in messages)
+        elif not isinstance(usage, dict):  # no config's schema: any object is stored
+            errors.append("usage must be an object")
         if errors:
             return None, errors
-        assert config is not None
+        assert isinstance(route, _Route)
         assert isinstance(usage, dict)
-        price = self.pricer.price(ids["config_id"], ids["service_id"], usage)
-        if price.cost_nanos is not None and not -_INT64 <= price.cost_nanos < _INT64:
-            return None, ["usage values so large that the cost does not fit in 64 bits"]
+        return self._event(
+            tenant,
+            route,
+            ids.get("config_id"),
+            ids["service_id"],
+            ids["response_id"],
+            timestamp_us,
+            usage,
+            customer,
+            context,
+        )
+
+    def _route(self, config_id: str | None, service_id: str) -> _Route | str:
+        """The route of a (config_id, service_id) pair, or why the pair is rejected; cached.
+        Without a config_id, the config listing the service exactly wins over one listing
+        its "vendor::*"; a service no config lists is stored without one, unpriced."""
+        route: _Route | str
+        if config_id is None:
+            vendor, sep, _ = service_id.partition("::")
+            config = self._exact.get(service_id) or (
+                self._vendor.get(f"{vendor}::*") if sep else None
+            )
+            route = _NO_CONFIG if config is None else _Route(config, config.validator.is_valid)
+        elif (config := self.configs.get(config_id)) is None:
+            route = f"unknown config_id {config_id!r}"
+        elif config.find_service(service_id) is None:
+            route = f"service_id {service_id!r} is not in config {config_id!r}"
+        else:
+            route = _Route(config, config.validator.is_valid)
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[(config_id, service_id)] = route
+        return route
+
+    def _event(
+        self,
+        tenant: str,
+        route: _Route,
+        sent_config_id: str | None,
+        service_id: str,
+        response_id: str,
+        timestamp_us: int,
+        usage: dict[str, Any],
+        customer: str | None,
+        context: dict[str, Any] | None,
+    ) -> tuple[NewEvent | None, list[str]]:
+        config = route.config
+        config_id = None if config is None else config.config_id
+        if config_id is None:
+            cost_nanos, currency, source = None, None, None
+        else:
+            cost_nanos, currency, source = self.pricer.quote(config_id, service_id, usage)
+            if cost_nanos is not None and not -_INT64 <= cost_nanos < _INT64:
+                return None, ["usage values so large that the cost does not fit in 64 bits"]
         if not -_INT64 <= timestamp_us < _INT64:
             return None, ["timestamp out of range"]
+        usage_json = _encoder.encode(usage)
+        context_json = None if context is None else _encoder.encode(context)
+        # The payload hash: the record as sent, in canonical JSON. Spliced from the parts
+        # encoded for storage; the bytes equal encoding the whole list at once, so hashes
+        # stored by earlier versions still tell duplicates from conflicts.
         canonical = _encoder.encode(
             [
-                ids["config_id"],
-                ids["service_id"],
-                ids["response_id"],
+                sent_config_id,
+                service_id,
+                response_id,
                 timestamp_us,
-                usage,
+                _Raw(usage_json),
                 customer,
-                context,
+                None if context_json is None else _Raw(context_json),
             ]
         )
         return (
             NewEvent(
                 tenant=tenant,
-                config_id=ids["config_id"],
-                service_id=ids["service_id"],
-                response_id=ids["response_id"],
+                config_id=config_id,
+                service_id=service_id,
+                response_id=response_id,
                 timestamp_us=timestamp_us,
                 client_customer_key=customer,
-                usage=_encoder.encode(usage),
-                context=None if context is None else _encoder.encode(context),
+                usage=usage_json,
+                context=context_json,
                 payload_hash=hashlib.sha256(canonical).hexdigest(),
-                cost_nanos=price.cost_nanos,
-                currency=price.currency if price.cost_nanos is not None else None,
-                price_source=price.source,
+                cost_nanos=cost_nanos,
+                currency=currency,
+                price_source=source,
             ),
             [],
         )
+
+    # -- step 3: the answer, once the storage has committed ------------------------------------
+
+    def answer(
+        self, prepared: Prepared, statuses: Sequence[IngestStatus]
+    ) -> tuple[int, dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for index, event, status in zip(prepared.indexes, prepared.events, statuses, strict=True):
+            result: dict[str, Any] = {
+                "index": index,
+                "response_id": event.response_id,
+                "status": status,
+            }
+            if status == "conflict":
+                result["errors"] = ["response_id already stored with a different payload"]
+            elif event.cost_nanos is not None:
+                result["cost"] = cost_text(event.cost_nanos)
+                result["currency"] = event.currency
+            results.append(result)
+        if prepared.rejected:
+            results.extend(prepared.rejected)
+            results.sort(key=lambda r: r["index"])
+        summary: dict[str, int] = {}
+        for status in statuses:
+            summary[status] = summary.get(status, 0) + 1
+        if prepared.rejected:
+            summary["rejected"] = len(prepared.rejected)
+        with self._counting:
+            for name, n in summary.items():
+                self.counts[name] = self.counts.get(name, 0) + n
+        code = 200 if set(summary) <= {"accepted", "duplicate"} else 207
+        return code, {"results": results, "summary": summary}
+
+
+class Prepared:
+    """One request's records after step 1: the events to store (with their index in the
+    request) and the rejected records' results."""
+
+    __slots__ = ("events", "indexes", "rejected", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.events: list[NewEvent] = []
+        self.indexes: list[int] = []
+        self.rejected: list[dict[str, Any]] = []
 
 
 def configs_by_id(configs: Sequence[UsageConfig]) -> dict[str, UsageConfig]:

@@ -25,9 +25,10 @@ _AUTH_ERRORS = {"401": _ERROR, "403": _ERROR, "503": _RETRY}
 _TIME = {"type": "string", "format": "date-time"}
 _RECORD = {
     "type": "object",
-    "required": ["config_id", "service_id", "response_id", "timestamp", "usage"],
+    "required": ["service_id", "response_id", "timestamp", "usage"],
     "properties": {
-        "config_id": {"type": "string", "minLength": 1, "maxLength": 255},
+        # Absent or null: the collector finds the config listing service_id, if any.
+        "config_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 255},
         "service_id": {"type": "string", "minLength": 1, "maxLength": 255},
         "response_id": {"type": "string", "minLength": 1, "maxLength": 255},
         "timestamp": _TIME,

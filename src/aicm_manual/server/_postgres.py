@@ -86,8 +86,9 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# config_id '' is "no config" (see _storage): handed back as NULL.
 _EVENT_COLUMNS = (
-    "id, tenant, config_id, service_id, response_id, timestamp_us, received_us,"
+    "id, tenant, NULLIF(config_id, ''), service_id, response_id, timestamp_us, received_us,"
     " client_customer_key, usage, context, payload_hash, cost_nanos, currency, price_source"
 )
 _GROUP_COLUMN = {"client_customer_key": "client_customer_key", "service_id": "service_id"}
@@ -472,7 +473,7 @@ def _open_pool(
 def _columns(rows: Sequence[NewEvent]) -> list[list[Any]]:
     return [
         [e.tenant for e in rows],
-        [e.config_id for e in rows],
+        [e.config_id or "" for e in rows],
         [e.service_id for e in rows],
         [e.response_id for e in rows],
         [e.timestamp_us for e in rows],

@@ -156,34 +156,49 @@ class Linear:
 
     def of_tokens(self, tokens: Tokens) -> int:
         """Price checked token counts, in TOKEN_FIELDS order."""
-        total = self.constant
-        for value, factor in zip(tokens, self.factors, strict=True):
-            total += value * factor
-        return round_half_even(total, self.denominator)
+        a, b, c, d, e = self.factors  # one per token field, unrolled: this runs per record
+        total = self.constant + tokens[0] * a + tokens[1] * b + tokens[2] * c
+        return round_half_even(total + tokens[3] * d + tokens[4] * e, self.denominator)
 
 
 def token_usage(usage: Mapping[str, Any]) -> Tokens | None:
     """The canonical token counts of a record (missing or None is 0), or None when they
     cannot be priced: not a non-negative int, or cache reads + writes above input_tokens,
     or reasoning_tokens above output_tokens."""
-    counts: list[int] = []
-    for name in TOKEN_FIELDS:
-        value = usage.get(name)
-        if value is None and name in TOKEN_ALIASES:
-            value = usage.get(TOKEN_ALIASES[name])
-        if value is None:
-            value = 0
-        elif type(value) is not int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                return None
-            value = int(value)
-        if value < 0:
-            return None
-        counts.append(value)
+    get = usage.get
+    read = get("cache_read_tokens")
+    if read is None:
+        read = get(TOKEN_ALIASES["cache_read_tokens"])
+    counts = (
+        _count(get("input_tokens")),
+        _count(read),
+        _count(get("cache_write_tokens")),
+        _count(get("output_tokens")),
+        _count(get("reasoning_tokens")),
+    )
     input_tokens, cache_read, cache_write, output_tokens, reasoning = counts
-    if cache_read + cache_write > input_tokens or reasoning > output_tokens:
+    if (
+        input_tokens < 0
+        or cache_read < 0
+        or cache_write < 0
+        or output_tokens < 0
+        or reasoning < 0
+        or cache_read + cache_write > input_tokens
+        or reasoning > output_tokens
+    ):
         return None
-    return input_tokens, cache_read, cache_write, output_tokens, reasoning
+    return counts
+
+
+def _count(value: object) -> int:
+    """A token count, or -1 when it is not a non-negative int (None counts as 0)."""
+    if type(value) is int:
+        return value if value >= 0 else -1
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        return -1
+    return int(value) if value >= 0 else -1
 
 
 class GenaiModel:
@@ -296,6 +311,8 @@ class _UnitPlan:
 
 
 _Plan = _UnitPlan | GenaiPricesRef | str  # a str is why the service is unpriced
+_UNRESOLVED: Any = object()
+_NO_QUOTE = (None, None, None)
 
 
 class Pricer:
@@ -313,6 +330,9 @@ class Pricer:
                 key = (config.config_id, service.service_id)
                 self._plans[key] = _plan(service.pricing, where)
         self._models: dict[tuple[str, str], GenaiModel | str] = {}
+        # What a (config_id, service_id) prices with, resolved once: "vendor::*" services
+        # need a model lookup per service id, which would otherwise run per record.
+        self._targets: dict[tuple[str, str], _UnitPlan | GenaiModel | None] = {}
 
     def _plan_for(self, config_id: str, service_id: str) -> _Plan | None:
         plan = self._plans.get((config_id, service_id))
@@ -324,18 +344,42 @@ class Pricer:
 
     def price(self, config_id: str, service_id: str, usage: Mapping[str, Any]) -> Price:
         """The cost of one record's usage; ``UNPRICED`` when it cannot be priced."""
-        plan = self._plan_for(config_id, service_id)
-        if isinstance(plan, _UnitPlan):
-            nanos = plan.linear.of_usage(usage)
-            return UNPRICED if nanos is None else Price(nanos, plan.currency, "unit")
-        if isinstance(plan, GenaiPricesRef):
-            model = self._model(plan.provider, plan.model_for(service_id))
+        nanos, currency, source = self.quote(config_id, service_id, usage)
+        return UNPRICED if nanos is None else Price(nanos, currency, source)
+
+    def quote(
+        self, config_id: str, service_id: str, usage: Mapping[str, Any]
+    ) -> tuple[int | None, str | None, str | None]:
+        """``price`` as a plain (cost_nanos, currency, source): the collector's per-record
+        call, without building a frozen Price."""
+        key = (config_id, service_id)
+        target = self._targets.get(key, _UNRESOLVED)
+        if target is _UNRESOLVED:
+            target = self._target(key)
+        if type(target) is GenaiModel:
             tokens = token_usage(usage)
-            if isinstance(model, str) or tokens is None:
-                return UNPRICED
-            nanos = model.nanos(tokens)
-            return UNPRICED if nanos is None else Price(nanos, "USD", model.source)
-        return UNPRICED
+            if tokens is not None:
+                nanos = target.nanos(tokens)
+                if nanos is not None:
+                    return nanos, "USD", target.source
+        elif type(target) is _UnitPlan:
+            nanos = target.linear.of_usage(usage)
+            if nanos is not None:
+                return nanos, target.currency, "unit"
+        return _NO_QUOTE
+
+    def _target(self, key: tuple[str, str]) -> _UnitPlan | GenaiModel | None:
+        plan = self._plan_for(*key)
+        target: _UnitPlan | GenaiModel | None = None
+        if isinstance(plan, _UnitPlan):
+            target = plan
+        elif isinstance(plan, GenaiPricesRef):
+            model = self._model(plan.provider, plan.model_for(key[1]))
+            target = None if isinstance(model, str) else model
+        if len(self._targets) >= _MAX_MODELS:
+            self._targets.clear()
+        self._targets[key] = target
+        return target
 
     def unpriced_reason(self, config_id: str, service_id: str) -> str | None:
         """Why every record of this service is unpriced, or None if it has a usable price.

@@ -10,6 +10,9 @@ same tests:
   collector processes ingest the same events at once.
 - Costs are integers in nano-units of their currency (1e-9), never floats.
 - Every query is scoped to one tenant.
+- ``config_id`` is None for a record no config lists (stored unpriced). Both backends
+  keep it as '' in the events table (no config id is empty), so that needed no migration,
+  and hand it back as None.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class NewEvent:
     """One validated, priced record ready to store (treat as read-only)."""
 
     tenant: str
-    config_id: str
+    config_id: str | None  # None: no config lists the service
     service_id: str
     response_id: str
     timestamp_us: int  # event time, microseconds since the epoch (UTC)
@@ -47,7 +50,7 @@ class NewEvent:
 class StoredEvent:
     id: int  # storage order; the keyset for pagination
     tenant: str
-    config_id: str
+    config_id: str | None
     service_id: str
     response_id: str
     timestamp_us: int
