@@ -47,6 +47,9 @@ class ConfigServer:
             return self.force_status, {}, b'{"detail": "forced"}'
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, {}, b'{"detail": "unknown key"}'
+        if path == "/api/v1/configs":
+            listing = {"configs": list(self.configs.values())}
+            return 200, {"Content-Type": "application/json"}, json.dumps(listing).encode()
         prefix = "/api/v1/configs/"
         config_id = path[len(prefix) :] if path.startswith(prefix) else None
         if config_id not in self.configs:

@@ -11,6 +11,7 @@ from ._tracker import Tracker
 from ._validator import TypeValidator
 from .errors import (
     AicmError,
+    BatchValidationError,
     ConfigError,
     ConfigFetchError,
     ConfigNotFoundError,
@@ -29,6 +30,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AicmError",
+    "BatchValidationError",
     "ConfigError",
     "ConfigFetchError",
     "ConfigNotFoundError",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
@@ -30,6 +30,25 @@ class ConfigSource(Protocol):
     """Anything that returns the config for an id or raises ConfigNotFoundError."""
 
     def get(self, config_id: str) -> UsageConfig: ...
+
+
+def all_configs(source: ConfigSource) -> list[UsageConfig]:
+    """Every config of a source that can list them (``all()``); [] for one that cannot."""
+    listing: Callable[[], list[UsageConfig]] | None = getattr(source, "all", None)
+    return [] if listing is None else listing()
+
+
+def config_for_service(configs: Iterable[UsageConfig], service_id: str) -> UsageConfig | None:
+    """The config listing ``service_id``: one with an exact entry wins over a ``vendor::*``
+    one; None when no config lists it."""
+    fallback: UsageConfig | None = None
+    for config in configs:
+        found = config.find_service(service_id)
+        if found is not None and found.service_id == service_id:
+            return config
+        if found is not None and fallback is None:
+            fallback = config
+    return fallback
 
 
 class DirectoryConfigSource:
@@ -93,6 +112,9 @@ class HttpConfigSource:
             maxsize=256, ttl=ttl, timer=clock
         )
         self._etags: dict[str, tuple[str, UsageConfig]] = {}
+        self._listing: tuple[float, list[UsageConfig]] | None = None
+        self._ttl = ttl
+        self._clock = clock
         # Held across the request on purpose: trackers starting together for one config
         # then cause one request, not one each. Config loads are never on the hot path.
         self._lock = threading.Lock()
@@ -107,6 +129,27 @@ class HttpConfigSource:
                 config = self._fetch(config_id)
                 self._fresh[config_id] = config
             return config
+
+    def all(self) -> list[UsageConfig]:
+        """Every config the collector serves (``GET /api/v1/configs``), kept for the TTL."""
+        with self._lock:
+            if self._listing is not None and self._clock() - self._listing[0] < self._ttl:
+                return self._listing[1]
+            url = f"{self.api_base}/api/v1/configs"
+            self.requests_sent += 1
+            try:
+                resp = self._client.request("GET", url, api_key=self._key)
+            except TransportError as exc:
+                raise ConfigFetchError(str(exc), exc.status) from exc
+            if resp.status != 200:
+                raise ConfigFetchError(f"GET {url}: HTTP {resp.status}", resp.status)
+            listing = resp.json()
+            items = listing.get("configs") if isinstance(listing, dict) else None
+            if not isinstance(items, list):
+                raise ConfigError(f'{url}: expected {{"configs": [...]}}')
+            configs = [UsageConfig.from_dict(item, source=url) for item in items]
+            self._listing = (self._clock(), configs)
+            return configs
 
     def _fetch(self, config_id: str) -> UsageConfig:
         url = f"{self.api_base}/api/v1/configs/{quote(config_id, safe='')}"

@@ -37,6 +37,7 @@ from ._pending import (
     Transport,
     decode_wire,
     encode_wire,
+    key_label,
     key_ref,
     log,
     wire_of,
@@ -46,6 +47,7 @@ from ._retry import AUTH_STATUSES, Backoff, is_retryable, parse_retry_after
 from ._spool import Spool
 from ._wire import (
     DELIVERED_OUTCOME,
+    MAX_RECORDS_PER_REQUEST,
     MAX_REQUEST_BYTES,
     Outcome,
     encode_batch,
@@ -161,31 +163,73 @@ class DeliveryEngine:
 
     def send_now(self, record: UsageRecord, target: Target) -> None:
         """immediate: send on this thread with retries; raise DeliveryError if it fails."""
-        try:
-            body = encode_record(record)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRecordError(f"usage cannot be sent as JSON: {exc}") from exc
-        wire = record.to_wire()
+        [outcome] = self.send_batch_now([record], target)
+        if not outcome.delivered:
+            reason = f"{outcome.status}: {'; '.join(outcome.errors) or 'no reason given'}"
+            raise DeliveryError(reason, record=record.to_wire(), status=207, permanent=True)
+
+    def send_batch_now(self, records: Sequence[UsageRecord], target: Target) -> list[Outcome]:
+        """immediate, many records: one request per chunk of at most MAX_BATCH records and
+        MAX_REQUEST_BYTES, each retried as a whole; the collector's outcome per record, in
+        order. Rejected records are answers, not errors; DeliveryError when a chunk cannot
+        be delivered (earlier chunks were; the message says how many records)."""
+        bodies: list[bytes] = []
+        for record in records:
+            try:
+                bodies.append(encode_record(record))
+            except (TypeError, ValueError) as exc:
+                raise InvalidRecordError(
+                    f"record {record.response_id!r}: usage cannot be sent as JSON: {exc}"
+                ) from exc
+        with self._lock:
+            self.immediate_sent += len(records)
+        outcomes: list[Outcome] = []
+        start = 0
+        while start < len(records):
+            end, size = start, 0
+            while end < len(records) and end - start < MAX_RECORDS_PER_REQUEST:
+                if end > start and size + len(bodies[end]) + 1 > MAX_REQUEST_BYTES:
+                    break
+                size += len(bodies[end]) + 1
+                end += 1
+            try:
+                outcomes += self._send_chunk(records[start:end], bodies[start:end], target)
+            except DeliveryError as exc:
+                if start:
+                    exc.reason = f"{exc.reason} ({start} of {len(records)} records delivered)"
+                    exc.args = (exc.reason,)
+                raise
+            start = end
+        return outcomes
+
+    def _send_chunk(
+        self, records: Sequence[UsageRecord], bodies: Sequence[bytes], target: Target
+    ) -> list[Outcome]:
+        ids = [r.response_id for r in records]
+        wire = records[0].to_wire() if len(records) == 1 else None
         deadline = self._clock() + min(self.settings.retry_budget, 60.0)
         attempt = 0
-        with self._lock:
-            self.immediate_sent += 1
         while True:
             attempt += 1
             status, outcomes, retry_after, error = self._post(
-                target, encode_batch([body]), [record.response_id]
+                target, encode_batch(bodies), ids, detailed=True
             )
             if outcomes is not None:
-                outcome = outcomes[0]
-                if outcome.delivered:
-                    with self._lock:
-                        self.total_delivered += 1
-                        self.last_success_at = self._wall()
-                    return
+                delivered = sum(o.delivered for o in outcomes)
                 with self._lock:
-                    self.total_rejected += 1
-                reason = f"{outcome.status}: {'; '.join(outcome.errors) or 'no reason given'}"
-                raise DeliveryError(reason, record=wire, status=status, permanent=True)
+                    self.total_delivered += delivered
+                    self.total_rejected += len(outcomes) - delivered
+                    if delivered:
+                        self.last_success_at = self._wall()
+                log.debug(
+                    "aicm: sent %d records to %s (key %s): HTTP %s, %d delivered",
+                    len(ids),
+                    target.api_base,
+                    key_label(target),
+                    status,
+                    delivered,
+                )
+                return outcomes
             self.last_error = error
             if not is_retryable(status):
                 raise DeliveryError(error, record=wire, status=status, permanent=False)
@@ -541,9 +585,12 @@ class DeliveryEngine:
         return encode_batch([e.body for e in entries if e.body is not None]), bad
 
     def _post(
-        self, target: Target, body: bytes, ids: Sequence[str]
+        self, target: Target, body: bytes, ids: Sequence[str], *, detailed: bool = False
     ) -> tuple[int | None, list[Outcome] | None, float | None, str]:
-        """One request: (status, outcomes or None, Retry-After seconds, error text)."""
+        """One request: (status, outcomes or None, Retry-After seconds, error text).
+
+        ``detailed`` reads every result (costs included) even from a 200 answer.
+        """
         transport = self._transport
         if transport is None:  # immediate mode never starts the worker
             with self._lock:
@@ -565,7 +612,12 @@ class DeliveryEngine:
             try:
                 answer = resp.json()
                 results = answer.get("results") if isinstance(answer, dict) else None
-                if resp.status == 200 and isinstance(results, list) and len(results) == len(ids):
+                if (
+                    not detailed
+                    and resp.status == 200
+                    and isinstance(results, list)
+                    and len(results) == len(ids)
+                ):
                     # 200 means every record was accepted or a duplicate (DESIGN section 5).
                     return 200, [DELIVERED_OUTCOME] * len(ids), retry_after, ""
                 outcomes = parse_results(answer, ids)

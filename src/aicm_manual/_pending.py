@@ -50,6 +50,11 @@ class HttpTransport:
         self._client.close()
 
 
+def key_label(target: Target) -> str:
+    """How logs name a target's key: a fingerprint, never the key."""
+    return "none" if target.api_key is None else f"sha256:{target.api_key.fingerprint}"
+
+
 def key_ref(target: Target) -> str:
     """What the spool stores instead of the key: its SHA-256, or "anonymous"."""
     return ANONYMOUS if target.api_key is None else target.api_key.sha256

@@ -42,7 +42,7 @@ class Target:
 # building a record the costliest step of track(). Treat records as read-only.
 @dataclass(slots=True)
 class UsageRecord:
-    config_id: str
+    config_id: str | None  # None: sent without one; the collector finds the service's config
     service_id: str
     response_id: str
     timestamp_us: int  # microseconds since the Unix epoch, UTC: cheap to take and to format
@@ -64,6 +64,8 @@ class UsageRecord:
             "timestamp": format_timestamp_us(self.timestamp_us),
             "usage": self.usage,
         }
+        if self.config_id is None:
+            del out["config_id"]
         if self.client_customer_key is not None:
             out["client_customer_key"] = self.client_customer_key
         if self.context is not None:

@@ -14,6 +14,7 @@ Its options live in an ``[aicm]`` section and are named like the variables:
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ class Settings:
     schemas_dir: Path | None = None
     config_ttl: float = DEFAULT_CONFIG_TTL
     ini: Mapping[str, Mapping[str, str]] | None = None  # every INI section, for later layers
+    log_file: Path | None = None
+    log_level: str | None = None  # None: leave the "aicm_manual" logger's level alone
+    log_bodies: bool = False
 
     @classmethod
     def resolve(
@@ -47,6 +51,9 @@ class Settings:
         aicm_ini_path: str | os.PathLike[str] | None = None,
         schemas_dir: str | os.PathLike[str] | None = None,
         config_ttl: float | None = None,
+        log_file: str | os.PathLike[str] | None = None,
+        log_level: str | int | None = None,
+        log_bodies: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         env = os.environ if environ is None else environ
@@ -67,6 +74,9 @@ class Settings:
         base, base_from = pick(aicm_api_base, "AICM_API_BASE")
         schemas, schemas_from = pick(schemas_dir, "AICM_SCHEMAS_DIR")
         ttl, ttl_from = pick(config_ttl, "AICM_CONFIG_TTL")
+        log_path, log_path_from = pick(log_file, "AICM_LOG_FILE")
+        level, level_from = pick(log_level, "AICM_LOG_LEVEL")
+        bodies, bodies_from = pick(log_bodies, "AICM_LOG_BODIES")
         return cls(
             api_base=_api_base(base, base_from),
             api_key=key if isinstance(key, Secret) or key is None else Secret(str(key)),
@@ -74,6 +84,9 @@ class Settings:
             schemas_dir=_schemas_dir(schemas, schemas_from, ini_path),
             config_ttl=_ttl(ttl, ttl_from),
             ini=sections,
+            log_file=_schemas_dir(log_path, log_path_from, ini_path),
+            log_level=_level(level, level_from),
+            log_bodies=_flag("AICM_LOG_BODIES", bodies, bodies_from),
         )
 
     def __repr__(self) -> str:
@@ -81,7 +94,8 @@ class Settings:
         return (
             f"Settings(api_base={self.api_base!r}, api_key={key}, ini_path={str(self.ini_path)!r},"
             f" schemas_dir={None if self.schemas_dir is None else str(self.schemas_dir)!r},"
-            f" config_ttl={self.config_ttl})"
+            f" config_ttl={self.config_ttl}, log_level={self.log_level!r},"
+            f" log_bodies={self.log_bodies})"
         )
 
 
@@ -133,3 +147,30 @@ def _ttl(value: object, source: str) -> float:
     if not ttl >= 0:
         raise _invalid("AICM_CONFIG_TTL", value, source, "Must be zero or more seconds.")
     return ttl
+
+
+_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+def _level(value: object, source: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return logging.getLevelName(value) if logging.getLevelName(value) in _LEVELS else None
+    text = str(value).strip().upper()
+    if text not in _LEVELS:
+        raise _invalid("AICM_LOG_LEVEL", value, source, f"Expected one of {', '.join(_LEVELS)}.")
+    return text
+
+
+def _flag(name: str, value: object, source: str) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise _invalid(name, value, source, "Expected true or false.")

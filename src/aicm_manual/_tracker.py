@@ -5,23 +5,35 @@
         rid = tracker.track({"input_tokens": 812, "output_tokens": 97, "model": "gpt-4o-mini"},
                             client_customer_key="acme")
 
-The config is loaded and its validator compiled once, in the constructor. ``track()``
-validates, copies, stamps and submits: no I/O on the caller's thread.
+The tracker's own config is loaded and its validator compiled once, in the constructor;
+records naming another service or config find theirs once and keep it (a route).
+``track()`` validates, copies, stamps and submits: no I/O on the caller's thread.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
-from ._config import UsageConfig
-from ._config_sources import ConfigSource, DirectoryConfigSource, shared_http_source
+from ._anonymize import Anonymizer, anonymize, default_anonymizer, field_set
+from ._batch import BatchItem
+from ._config import ServiceConfig, UsageConfig
+from ._config_sources import (
+    ConfigSource,
+    DirectoryConfigSource,
+    all_configs,
+    config_for_service,
+    shared_http_source,
+)
 from ._delivery_settings import DeliverySettings, DeliveryType, OnFull
+from ._engine import DeliveryEngine
 from ._global import get_global_delivery
 from ._ids import new_response_id
+from ._logging import configure_logging, log, redacted_body
 from ._pending import OnDiscard
 from ._records import (
     Delivery,
@@ -34,25 +46,47 @@ from ._records import (
 from ._secret import Secret
 from ._settings import Settings
 from ._validator import TypeValidator
-from .errors import InvalidRecordError, TrackerClosedError
+from .errors import (
+    AicmError,
+    BatchValidationError,
+    ConfigFetchError,
+    InvalidRecordError,
+    TrackerClosedError,
+    UsageValidationError,
+)
 
 DEFAULT_CLOSE_TIMEOUT = 10.0
+_MAX_ROUTES = 1024  # service ids come from callers: keep the cache of their routes bounded
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where records of one (config, service) go and how they are checked."""
+
+    config_id: str | None  # None: no config lists the service; the collector decides
+    service_id: str
+    validate: Callable[[Any], None] | None
 
 
 class Tracker:
-    """Records usage for one (config, service) pair.
+    """Records usage for one (config, service) pair by default, or for any service.
 
-    Settings follow DESIGN section 7: explicit argument > environment > AICM.INI >
-    default. Configs come from ``schemas_dir`` (or ``AICM_SCHEMAS_DIR``) when set, else
-    from the collector at ``aicm_api_base``. Records go to the process's delivery engine
-    in ``delivery_type`` mode (``mem_queue`` by default); ``delivery=`` replaces the
-    engine with any object implementing the Delivery protocol (e.g. CapturingDelivery).
+    ``Tracker(config_id, service_id)`` checks every record against that config's schema.
+    ``Tracker()`` (no config) takes the service per record (``track("openai", "gpt-4o",
+    usage)``, ``service_id=`` or a batch record's ``service_id``) and checks it against the
+    config that lists the service, when there is one; otherwise the record is sent
+    unchecked and the collector files it. Settings follow DESIGN section 7: explicit
+    argument > environment > AICM.INI > default. Configs come from ``schemas_dir`` (or
+    ``AICM_SCHEMAS_DIR``) when set, else from the collector at ``aicm_api_base``.
+    Records go to the process's delivery engine in ``delivery_type`` mode (``mem_queue``
+    by default); ``delivery=`` replaces the engine with any object implementing the
+    Delivery protocol (e.g. CapturingDelivery).
     """
 
     def __init__(
         self,
-        config_id: str,
-        service_id: str,
+        config_id: str | None = None,
+        service_id: str | None = None,
         *,
         aicm_api_key: str | Secret | None = None,
         aicm_api_base: str | None = None,
@@ -65,6 +99,13 @@ class Tracker:
         delivery_options: Mapping[str, object] | None = None,
         delivery: Delivery | None = None,
         config_source: ConfigSource | None = None,
+        client_customer_key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        anonymize_fields: Iterable[str] | None = None,
+        anonymizer: Anonymizer | None = None,
+        log_file: str | os.PathLike[str] | None = None,
+        log_level: str | int | None = None,
+        log_bodies: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = Settings.resolve(
@@ -72,8 +113,12 @@ class Tracker:
             aicm_api_base=aicm_api_base,
             aicm_ini_path=aicm_ini_path,
             schemas_dir=schemas_dir,
+            log_file=log_file,
+            log_level=log_level,
+            log_bodies=log_bodies,
             environ=environ,
         )
+        configure_logging(self.settings.log_file, self.settings.log_level)
         if config_source is None:
             if self.settings.schemas_dir is not None:
                 config_source = DirectoryConfigSource(self.settings.schemas_dir)
@@ -81,11 +126,26 @@ class Tracker:
                 config_source = shared_http_source(
                     self.settings.api_base, self.settings.api_key, self.settings.config_ttl
                 )
-        self.config: UsageConfig = config_source.get(config_id)
-        self.service = self.config.service(service_id)
+        self.config_source: ConfigSource = config_source
+        self._routes: dict[tuple[str | None, str], _Route] = {}
+        self._configs: dict[str, UsageConfig] = {}
+        self._catalog: list[UsageConfig] | None = None
+        self.config: UsageConfig | None = None
+        if config_id is not None:
+            self.config = self._configs[config_id] = config_source.get(config_id)
+            if service_id is None:
+                # A config with a single named service needs no service argument.
+                named = [s for s in self.config.services if not s.is_pattern]
+                if len(named) == 1 and len(self.config.services) == 1:
+                    service_id = named[0].service_id
         self.config_id = config_id
         self.service_id = service_id
-        self._validate = self.config.validator.validate
+        self.service: ServiceConfig | None = None
+        self._default: _Route | None = None
+        if service_id is not None:
+            self._default = self._route(config_id, service_id)
+            if self.config is not None:
+                self.service = self.config.service(service_id)
         self._target = Target(self.settings.api_base, self.settings.api_key, on_discard)
         self.delivery_settings = DeliverySettings.resolve(
             {
@@ -98,34 +158,111 @@ class Tracker:
             ini=self.settings.ini,
             ini_path=str(self.settings.ini_path),
         )
+        self._engine: DeliveryEngine | None = None
         if delivery is None:
-            engine = get_global_delivery(self.delivery_settings)
-            engine.register(self._target)
-            delivery = engine.lane(self.delivery_settings.delivery_type)
+            self._engine = get_global_delivery(self.delivery_settings)
+            self._engine.register(self._target)
+            delivery = self._engine.lane(self.delivery_settings.delivery_type)
         self._delivery: Delivery = delivery
         self._submit = delivery.submit
+        mode = self.delivery_settings.delivery_type
+        # Calls that may wait (a request, or room in a full queue) leave the event loop.
+        self._may_block = self._engine is not None and (
+            mode is DeliveryType.IMMEDIATE or self.delivery_settings.on_full is OnFull.BLOCK
+        )
+        self._customer_key: str | None = None
+        self._context: dict[str, Any] | None = None
+        self.set_customer_key(client_customer_key)
+        self.set_context(context)
+        self._anon_fields = field_set(anonymize_fields)
+        self._anonymizer = anonymizer or default_anonymizer
         self._closed = False
         self._close_lock = threading.Lock()
 
     @classmethod
-    async def create_async(cls, config_id: str, service_id: str, **kwargs: Any) -> Tracker:
+    async def create_async(
+        cls, config_id: str | None = None, service_id: str | None = None, **kwargs: Any
+    ) -> Tracker:
         """Build a Tracker without blocking the event loop (the config load runs in a thread)."""
         import asyncio  # kept off `import aicm_manual`: most users never need it
 
         return await asyncio.to_thread(cls, config_id, service_id, **kwargs)
 
     @property
-    def validator(self) -> TypeValidator:
-        return self.config.validator
+    def validator(self) -> TypeValidator | None:
+        """The validator of the tracker's own config (None for ``Tracker()``)."""
+        return None if self.config is None else self.config.validator
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    def set_customer_key(self, client_customer_key: str | None) -> None:
+        """The customer for records that name none (None: no default)."""
+        if client_customer_key is not None:
+            check_id("client_customer_key", client_customer_key)
+        self._customer_key = client_customer_key
+
+    def set_context(self, context: Mapping[str, Any] | None) -> None:
+        """The context for records that carry none (copied; None: no default)."""
+        if context is not None and not isinstance(context, Mapping):
+            raise InvalidRecordError(f"context must be a mapping, got {type(context).__name__}")
+        self._context = None if context is None else copy_value(dict(context))
+
+    # -- one record -------------------------------------------------------------------
+
+    @overload
     def track(
         self,
         usage: Mapping[str, Any],
+        /,
         *,
+        service_id: str | None = None,
+        config_id: str | None = None,
+        client_customer_key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        response_id: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> str: ...
+
+    @overload
+    def track(
+        self,
+        service_id: str,
+        usage: Mapping[str, Any],
+        /,
+        *,
+        config_id: str | None = None,
+        client_customer_key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        response_id: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> str: ...
+
+    @overload
+    def track(
+        self,
+        vendor: str,
+        service: str,
+        usage: Mapping[str, Any],
+        /,
+        *,
+        config_id: str | None = None,
+        client_customer_key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        response_id: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> str: ...
+
+    def track(
+        self,
+        usage: Any,
+        service: Any = None,
+        payload: Any = None,
+        /,
+        *,
+        service_id: str | None = None,
+        config_id: str | None = None,
         client_customer_key: str | None = None,
         context: Mapping[str, Any] | None = None,
         response_id: str | None = None,
@@ -133,32 +270,258 @@ class Tracker:
     ) -> str:
         """Validate ``usage``, submit it for delivery and return its response_id.
 
+        Forms: ``track(usage)`` for the tracker's service, ``track("openai::gpt-4o",
+        usage)`` and ``track("openai", "gpt-4o", usage)`` for any service.
         Raises UsageValidationError (listing every problem) for an invalid payload,
         InvalidRecordError for a bad id, context or timestamp, TrackerClosedError after
         close(). The payload is copied: changing it afterwards changes nothing.
         """
         if self._closed:
             raise TrackerClosedError(f"{self!r} is closed")
-        self._validate(usage)
+        if service is not None:
+            usage, service_id = _seed_form(usage, service, payload, service_id)
+        record = self._record(
+            usage, service_id, config_id, client_customer_key, context, response_id, timestamp
+        )
+        self._submit(record, self._target)
+        if self.settings.log_bodies:
+            self._log_body(record)
+        return record.response_id
+
+    def _record(
+        self,
+        usage: Any,
+        service_id: str | None,
+        config_id: str | None,
+        customer: str | None,
+        context: Mapping[str, Any] | None,
+        response_id: str | None,
+        timestamp: datetime | str | None,
+        anon: tuple[frozenset[str], Anonymizer] | None = None,
+    ) -> UsageRecord:
+        if service_id is None and config_id is None:
+            route = self._default
+            if route is None:
+                raise InvalidRecordError(
+                    "service_id is required: this tracker has no default service "
+                    "(pass service_id=..., or track('vendor', 'service', usage))"
+                )
+        else:
+            route = self._route(config_id, service_id)
+        fields, anonymizer = anon or (self._anon_fields, self._anonymizer)
+        if context is None:
+            context = self._context
+        elif not isinstance(context, Mapping):
+            raise InvalidRecordError(f"context must be a mapping, got {type(context).__name__}")
+        if fields:
+            if isinstance(usage, Mapping):
+                usage = anonymize(dict(usage), fields, anonymizer)
+            if context is not None:
+                context = anonymize(dict(context), fields, anonymizer)
+        if route.validate is not None:
+            route.validate(usage)
+        elif not isinstance(usage, Mapping):
+            raise UsageValidationError(
+                {"<payload>": [f"usage must be a mapping, got {type(usage).__name__}"]}
+            )
         if response_id is None:
             response_id = new_response_id()
         else:
             check_id("response_id", response_id)
-        if client_customer_key is not None:
-            check_id("client_customer_key", client_customer_key)
-        if context is not None and not isinstance(context, Mapping):
-            raise InvalidRecordError(f"context must be a mapping, got {type(context).__name__}")
-        record = UsageRecord(
-            self.config_id,
-            self.service_id,
+        if customer is None:
+            customer = self._customer_key
+        else:
+            check_id("client_customer_key", customer)
+        return UsageRecord(
+            route.config_id,
+            route.service_id,
             response_id,
             normalise_timestamp(timestamp),
             copy_value(usage if type(usage) is dict else dict(usage)),
-            client_customer_key,
+            customer,
             None if context is None else copy_value(dict(context)),
         )
-        self._submit(record, self._target)
-        return response_id
+
+    def _route(self, config_id: str | None, service_id: str | None) -> _Route:
+        """How records for (config_id, service_id) are checked; loads configs once."""
+        if service_id is None:
+            service_id = self.service_id
+            if service_id is None:
+                raise InvalidRecordError(
+                    f"service_id is required for records of config {config_id!r}: "
+                    "this tracker has no default service"
+                )
+        check_id("service_id", service_id)
+        key = (config_id, service_id)
+        route = self._routes.get(key)
+        if route is not None:
+            return route
+        config: UsageConfig | None
+        if config_id is not None:
+            config = self._configs.get(config_id)
+            if config is None:
+                config = self.config_source.get(config_id)
+                self._configs[config_id] = config
+        elif self.config is not None:
+            config = self.config
+        else:
+            config = self._config_for(service_id)
+        if config is not None:
+            config.service(service_id)  # raises, naming the config's services
+            route = _Route(config.config_id, service_id, config.validator.validate)
+        else:
+            route = _Route(None, service_id, None)
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[key] = route
+        return route
+
+    def _config_for(self, service_id: str) -> UsageConfig | None:
+        if self._catalog is None:
+            # One listing per tracker: later records never wait on the network for it.
+            try:
+                self._catalog = all_configs(self.config_source)
+            except ConfigFetchError as exc:
+                log.warning(
+                    "aicm: cannot list configs (%s); records without a config_id are sent "
+                    "unchecked and the collector checks them",
+                    exc,
+                )
+                self._catalog = []
+        return config_for_service(self._catalog, service_id)
+
+    def _log_body(self, record: UsageRecord) -> None:
+        log.debug("aicm: tracked %s", redacted_body(record.to_wire(), self._anon_fields))
+
+    # -- many records -----------------------------------------------------------------
+
+    def track_batch(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        anonymize_fields: Iterable[str] | None = None,
+        anonymizer: Anonymizer | None = None,
+    ) -> dict[str, Any]:
+        """Validate every record, then send them all, or none if any is invalid.
+
+        A record is a dict with ``usage`` and optionally ``service_id`` (alias
+        ``service_key``), ``config_id``, ``response_id``, ``timestamp``,
+        ``client_customer_key`` (alias ``customer_key``) and ``context``; missing fields
+        take the tracker's defaults. Raises BatchValidationError naming each bad
+        record's index and fields. In ``immediate`` mode the records go in as few
+        requests as the protocol allows (1000 records, 5 MiB each) and the answer is
+        ``{"results": [...], "response_ids": [...], "summary": {status: count}}`` with
+        the collector's outcome (and cost) per record; queued modes answer
+        ``{"queued": n, "response_ids": [...]}``.
+        """
+        if self._closed:
+            raise TrackerClosedError(f"{self!r} is closed")
+        anon = None
+        if anonymize_fields is not None or anonymizer is not None:
+            fields = self._anon_fields | field_set(anonymize_fields)
+            anon = (fields, anonymizer or self._anonymizer)
+        built: list[UsageRecord] = []
+        problems: dict[int, AicmError] = {}
+        first_index: dict[str, int] = {}
+        total = 0
+        for index, raw in enumerate(records):
+            total += 1
+            try:
+                item = BatchItem.parse(raw)
+                record = self._record(
+                    item.usage,
+                    item.service_id,
+                    item.config_id,
+                    item.client_customer_key,
+                    item.context,
+                    item.response_id,
+                    item.timestamp,
+                    anon,
+                )
+            except AicmError as exc:
+                problems[index] = exc
+                continue
+            earlier = first_index.setdefault(record.response_id, index)
+            if earlier != index:
+                problems[index] = InvalidRecordError(
+                    f"response_id {record.response_id!r} repeats record {earlier}'s"
+                )
+            built.append(record)
+        if problems:
+            raise BatchValidationError(problems, total)
+        ids = [r.response_id for r in built]
+        if (
+            self._engine is not None
+            and built
+            and self.delivery_settings.delivery_type is DeliveryType.IMMEDIATE
+        ):
+            outcomes = self._engine.send_batch_now(built, self._target)
+            results: list[dict[str, Any]] = []
+            summary: dict[str, int] = {}
+            for index, (rid, outcome) in enumerate(zip(ids, outcomes, strict=True)):
+                result: dict[str, Any] = {
+                    "index": index,
+                    "response_id": rid,
+                    "status": outcome.status,
+                }
+                if outcome.errors:
+                    result["errors"] = list(outcome.errors)
+                if outcome.cost is not None:
+                    result["cost"] = outcome.cost
+                    result["currency"] = outcome.currency
+                results.append(result)
+                summary[outcome.status] = summary.get(outcome.status, 0) + 1
+            return {"results": results, "response_ids": ids, "summary": summary}
+        for record in built:
+            self._submit(record, self._target)
+            if self.settings.log_bodies:
+                self._log_body(record)
+        return {"queued": len(built), "response_ids": ids}
+
+    # -- async twins ------------------------------------------------------------------
+
+    async def track_async(self, *args: Any, **kwargs: Any) -> str:
+        """``track()`` for coroutines: the same forms and arguments.
+
+        Queued modes enqueue right here (no thread hop, nothing that waits); immediate
+        mode and the ``block`` on-full policy run in a worker thread.
+        """
+        if self._may_block:
+            import asyncio
+
+            return await asyncio.to_thread(self.track, *args, **kwargs)
+        return self.track(*args, **kwargs)
+
+    async def track_batch_async(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        anonymize_fields: Iterable[str] | None = None,
+        anonymizer: Anonymizer | None = None,
+    ) -> dict[str, Any]:
+        """``track_batch()`` for coroutines (a worker thread when it may wait)."""
+        if self._may_block:
+            import asyncio
+
+            return await asyncio.to_thread(
+                self.track_batch,
+                list(records),
+                anonymize_fields=anonymize_fields,
+                anonymizer=anonymizer,
+            )
+        return self.track_batch(records, anonymize_fields=anonymize_fields, anonymizer=anonymizer)
+
+    async def aflush(self, timeout: float | None = None) -> int:
+        import asyncio
+
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> int:
+        import asyncio
+
+        return await asyncio.to_thread(self.close, timeout)
+
+    # -- lifecycle --------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> int:
         """Wait up to ``timeout`` seconds for submitted records; return how many remain."""
@@ -185,9 +548,7 @@ class Tracker:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        import asyncio
-
-        await asyncio.to_thread(self.close)
+        await self.aclose()
 
     def __repr__(self) -> str:
         key = "None" if self.settings.api_key is None else "[secure]"
@@ -196,3 +557,26 @@ class Tracker:
             f"<Tracker{state} config_id={self.config_id!r} service_id={self.service_id!r} "
             f"api_base={self.settings.api_base!r} api_key={key}>"
         )
+
+
+def _seed_form(first: Any, second: Any, third: Any, service_id: str | None) -> tuple[Any, str]:
+    """(usage, service_id) from ``track("openai::gpt-4o", usage)`` or
+    ``track("openai", "gpt-4o", usage)``."""
+    if service_id is not None:
+        raise InvalidRecordError("service_id= given twice: positionally and as a keyword")
+    if third is None:
+        if not isinstance(first, str):
+            raise InvalidRecordError(
+                f"track(service_id, usage): service_id must be a string, got {first!r}"[:200]
+            )
+        return second, first
+    if not isinstance(first, str) or not isinstance(second, str):
+        raise InvalidRecordError(
+            f"track(vendor, service, usage): vendor and service must be strings, "
+            f"got {first!r} and {second!r}"[:200]
+        )
+    if not first or not second or "::" in first:
+        raise InvalidRecordError(
+            f"track(vendor, service, usage): got vendor {first!r} and service {second!r}"
+        )
+    return third, f"{first}::{second}"

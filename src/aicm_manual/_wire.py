@@ -42,6 +42,8 @@ class Outcome:
 
     status: str  # accepted | duplicate | rejected | conflict
     errors: tuple[str, ...] = ()
+    cost: str | None = None  # exact decimal string, when the collector priced the record
+    currency: str | None = None
 
     @property
     def delivered(self) -> bool:
@@ -72,8 +74,12 @@ def parse_results(answer: Any, response_ids: Sequence[str]) -> list[Outcome] | N
         if status not in DELIVERED and status not in PERMANENT:
             return None
         errors = item.get("errors") or ()
+        cost, currency = item.get("cost"), item.get("currency")
         out[index] = Outcome(
-            status, tuple(str(e) for e in errors) if isinstance(errors, list) else ()
+            status,
+            tuple(str(e) for e in errors) if isinstance(errors, list) else (),
+            cost if isinstance(cost, str) else None,
+            currency if isinstance(currency, str) else None,
         )
     if any(o.status == "missing" for o in out):
         return None

@@ -4,6 +4,7 @@
     ├── SchemaError (ValueError)             a schema that cannot be used
     │   └── TypeStringError                  a malformed or unknown type string
     ├── UsageValidationError (ValueError)    a payload that does not match its schema
+    │   └── BatchValidationError             track_batch(): records that cannot be sent
     ├── ConfigError (ValueError)             a config file or response that cannot be used
     ├── ConfigNotFoundError (LookupError)    no config (or service) with that id
     ├── InvalidRecordError (ValueError)      a track() argument other than the payload
@@ -25,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 __all__ = [
     "AicmError",
+    "BatchValidationError",
     "ConfigError",
     "ConfigFetchError",
     "ConfigNotFoundError",
@@ -139,6 +141,48 @@ class UsageValidationError(AicmError, ValueError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.errors, self.missing_fields, self.extra_fields))
+
+
+_SHOWN_RECORDS = 20
+
+
+class BatchValidationError(UsageValidationError):
+    """``track_batch()`` found records it cannot send, so it sent none.
+
+    ``problems`` maps each bad record's index to its error (a UsageValidationError, an
+    InvalidRecordError, a ConfigNotFoundError ...). ``errors``, ``missing_fields`` and
+    ``extra_fields`` hold the payload problems with field names prefixed by the index:
+    ``"[3].input_tokens"``.
+    """
+
+    def __init__(self, problems: Mapping[int, AicmError], total: int) -> None:
+        self.problems: dict[int, AicmError] = dict(sorted(problems.items()))
+        self.total = total
+        errors: dict[str, list[str]] = {}
+        missing: list[str] = []
+        extra: list[str] = []
+        for index, problem in self.problems.items():
+            if isinstance(problem, UsageValidationError):
+                for name, messages in problem.errors.items():
+                    errors[f"[{index}].{name}"] = list(messages)
+                missing += [f"[{index}].{name}" for name in problem.missing_fields]
+                extra += [f"[{index}].{name}" for name in problem.extra_fields]
+            else:
+                errors[f"[{index}]"] = [str(problem)]
+        super().__init__(errors, missing, extra)
+
+    def _render(self) -> str:
+        bad = len(self.problems)
+        lines = [f"{bad} of {self.total} records cannot be sent, so none was (fix or drop them):"]
+        for index, problem in list(self.problems.items())[:_SHOWN_RECORDS]:
+            text = str(problem).replace("\n", "\n    ")
+            lines.append(f"  - record {index}: {text}")
+        if bad > _SHOWN_RECORDS:
+            lines.append(f"  ... and {bad - _SHOWN_RECORDS} more (see .problems)")
+        return "\n".join(lines)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.problems, self.total))
 
 
 class ConfigError(AicmError, ValueError):

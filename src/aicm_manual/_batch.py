@@ -1,0 +1,61 @@
+"""The record dicts ``track_batch()`` accepts, with the names other SDKs use.
+
+    BatchItem.parse({"service_key": "openai::gpt-4", "usage": {...}, "customer_key": "acme"})
+
+Pure: checking the fields' values is the Tracker's job, as for ``track()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import InvalidRecordError
+
+# Our name -> the alias users bring from the AICostManager SDK.
+ALIASES = {"service_id": "service_key", "client_customer_key": "customer_key"}
+FIELDS = frozenset(
+    {"usage", "service_id", "config_id", "response_id", "timestamp", "client_customer_key"}
+    | {"context"}
+    | set(ALIASES.values())
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    usage: Any
+    service_id: str | None = None
+    config_id: str | None = None
+    response_id: str | None = None
+    timestamp: datetime | str | None = None
+    client_customer_key: str | None = None
+    context: Mapping[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, raw: object) -> BatchItem:
+        if not isinstance(raw, Mapping):
+            raise InvalidRecordError(
+                f"a batch record must be a dict with 'usage', got {type(raw).__name__}"
+            )
+        unknown = sorted(str(k) for k in raw if k not in FIELDS)
+        if unknown:
+            raise InvalidRecordError(
+                f"unknown record keys {unknown} (known: {', '.join(sorted(FIELDS))})"
+            )
+        if "usage" not in raw:
+            raise InvalidRecordError("a batch record needs 'usage'")
+        values = dict(raw)
+        for name, alias in ALIASES.items():
+            if alias in values:
+                value = values.pop(alias)
+                if name in values and values[name] != value:
+                    raise InvalidRecordError(
+                        f"{name}={values[name]!r} and its alias {alias}={value!r} disagree"
+                    )
+                values.setdefault(name, value)
+        for name in ("service_id", "config_id"):
+            if values.get(name) is not None and not isinstance(values[name], str):
+                raise InvalidRecordError(f"{name} must be a string, got {values[name]!r}"[:200])
+        return cls(**values)

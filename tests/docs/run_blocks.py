@@ -1,0 +1,34 @@
+"""Run one doc page's ```python blocks in order, in one namespace (used by test_docs_run).
+
+Top-level ``await`` is allowed, as in the asyncio REPL: such a block runs in asyncio.run.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import sys
+import types
+from typing import Any
+
+
+def main(path: str) -> None:
+    from test_docs_run import runnable_blocks  # type: ignore[import-not-found]
+
+    # A real module, so functions defined in the docs pickle (multiprocessing pools).
+    module = types.ModuleType("__docs__")
+    sys.modules["__docs__"] = module
+    namespace: dict[str, Any] = module.__dict__
+    for line, source in runnable_blocks(path):
+        code = compile(
+            "\n" * (line - 1) + source, path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        )
+        if inspect.CO_COROUTINE & code.co_flags:
+            asyncio.run(eval(code, namespace))  # noqa: S307 -- our own docs, on purpose
+        else:
+            exec(code, namespace)  # noqa: S102 -- our own docs, on purpose
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
