@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -85,6 +86,7 @@ ANTHROPIC = {
 
 GEMINI = {
     "response_id": "VKHZaPD_L4-7nsEPx4nP2QI",
+    "create_time": "2025-09-28T21:16:04.811473123Z",
     "model_version": "gemini-2.5-flash",
     "candidates": [{"content": {"role": "model", "parts": [{"text": "Snow falls."}]}}],
     "usage_metadata": {
@@ -108,6 +110,15 @@ class Case:
     service_id: str
     genai_provider: str
     genai_flavor: str = "default"
+
+    @property
+    def created(self) -> datetime | None:
+        """When the vendor says the response was created (Anthropic does not say)."""
+        return {
+            "openai_chat": datetime(2025, 3, 10, 1, 25, 52, tzinfo=timezone.utc),
+            "openai_responses": datetime(2025, 3, 8, 23, 29, 2, tzinfo=timezone.utc),
+            "gemini": datetime(2025, 9, 28, 21, 16, 4, 811473, tzinfo=timezone.utc),
+        }.get(self.api_id)
 
 
 CASES = [
@@ -211,6 +222,7 @@ def test_sdk_objects_and_dicts_map_to_the_canonical_usage(case: Case) -> None:
         assert llm.response_id == case.response_id
         assert llm.service_id == case.service_id
         assert llm.vendor == case.service_id.partition("::")[0]
+        assert llm.created == case.created
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -337,19 +349,52 @@ def test_track_llm_usage_records_the_response_under_its_own_id(case: Case) -> No
         context={"env": "prod"},
     )
     assert rid == case.response_id
-    assert track.calls == [
-        (
-            case.expected,
-            {
-                "service_id": case.service_id,
-                "config_id": "llm",
-                "client_customer_key": "acme",
-                "context": {"env": "prod"},
-                "response_id": case.response_id,
-                "timestamp": None,
-            },
-        )
-    ]
+    [(usage, kwargs)] = track.calls
+    when = kwargs.pop("timestamp")
+    assert (usage, kwargs) == (
+        case.expected,
+        {
+            "service_id": case.service_id,
+            "config_id": "llm",
+            "client_customer_key": "acme",
+            "context": {"env": "prod"},
+            "response_id": case.response_id,
+        },
+    )
+    # The vendor's creation time; else (Anthropic) when this process first tracked it.
+    if case.created is not None:
+        assert when == case.created
+    else:
+        assert isinstance(when, datetime)
+        assert when.tzinfo is not None
+        assert abs((datetime.now(timezone.utc) - when).total_seconds()) < 60
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_tracking_a_response_again_sends_the_same_record(case: Case) -> None:
+    track = Recorder()
+    response = case.sdk_type.model_validate(case.raw)
+    track_llm_usage(track, case.api_id, response)
+    track_llm_usage(track, case.api_id, copy.deepcopy(case.raw))
+    assert track.calls[0] == track.calls[1]
+
+
+def test_creation_times_in_any_vendor_spelling() -> None:
+    def created(value: object) -> datetime | None:
+        return extract_usage("openai_chat", {**CHAT, "created": value}).created
+
+    utc = timezone.utc
+    assert created(0) is None
+    assert created(True) is None
+    assert created(float("nan")) is None
+    assert created(10**20) is None
+    assert created(1.5) == datetime(1970, 1, 1, 0, 0, 1, 500000, tzinfo=utc)
+    assert created("2025-01-02T03:04:05Z") == datetime(2025, 1, 2, 3, 4, 5, tzinfo=utc)
+    assert created("2025-01-02T03:04:05.123456789+02:00") == datetime(
+        2025, 1, 2, 1, 4, 5, 123456, tzinfo=utc
+    )
+    assert created("yesterday") is None
+    assert created(datetime(2025, 1, 2)) == datetime(2025, 1, 2, tzinfo=utc)
 
 
 def test_explicit_arguments_win_over_the_response() -> None:

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import anthropic.types
@@ -140,6 +141,7 @@ RESPONSES_EVENTS = [
 def gemini_chunk(text: str, usage: dict[str, Any]) -> dict[str, Any]:
     return {
         "response_id": "gemini-stream-01",
+        "create_time": "2025-09-28T21:16:04.811473Z",
         "model_version": "gemini-2.5-flash",
         "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}],
         "usage_metadata": usage,
@@ -272,25 +274,36 @@ def test_every_event_passes_unchanged_and_usage_is_tracked_once_at_the_end(
         seen.append(event)
         assert track.calls == []  # nothing before the end
     assert all(a is b for a, b in zip(seen, events, strict=True))
-    assert track.calls == [
-        (
-            case.expected,
-            {
-                "service_id": case.service_id,
-                "config_id": "llm",
-                "client_customer_key": None,
-                "context": {"k": "v"},
-                "response_id": case.response_id,
-                "timestamp": None,
-            },
-        )
-    ]
+    [(usage, kwargs)] = track.calls
+    assert isinstance(kwargs.pop("timestamp"), datetime)
+    assert (usage, kwargs) == (
+        case.expected,
+        {
+            "service_id": case.service_id,
+            "config_id": "llm",
+            "client_customer_key": None,
+            "context": {"k": "v"},
+            "response_id": case.response_id,
+        },
+    )
     assert stream.usage == case.expected
     assert stream.response_id == case.response_id
     stream.close()
     del stream
     gc.collect()
     assert len(track.calls) == 1
+
+
+def test_stream_records_carry_the_vendors_creation_time() -> None:
+    created = {
+        "openai_chat": datetime(2025, 3, 10, 1, 25, 52, tzinfo=timezone.utc),
+        "openai_responses": datetime(2025, 3, 8, 23, 29, 2, tzinfo=timezone.utc),
+        "gemini": datetime(2025, 9, 28, 21, 16, 4, 811473, tzinfo=timezone.utc),
+    }
+    for case in STREAMS[1:]:
+        track = Recorder()
+        list(track_llm_stream_usage(track, case.api_id, case.sdk_events()))
+        assert track.calls[0][1]["timestamp"] == created[case.api_id], case.api_id
 
 
 def test_gemini_rest_json_stream_in_camel_case() -> None:

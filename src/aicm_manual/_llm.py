@@ -18,8 +18,11 @@ wrappers in ``_llm_streams``.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from .errors import LlmUsageError
@@ -38,12 +41,14 @@ Usage = dict[str, Any]  # canonical counts (int) and "model" (str)
 @dataclass(frozen=True)
 class LlmUsage:
     """What one LLM response used: ``usage`` in the canonical vocabulary (with ``model``
-    when known), the vendor, the model and the response's own id."""
+    when known), the vendor, the model, the response's own id and, when the vendor says,
+    when the response was created (OpenAI's ``created``, Gemini's ``create_time``)."""
 
     vendor: str
     model: str | None
     usage: Usage
     response_id: str | None
+    created: datetime | None = None
 
     @property
     def service_id(self) -> str | None:
@@ -179,17 +184,45 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|z|[+-]\d\d:\d\d)?")
+
+
+def _created(value: Any) -> datetime | None:
+    """A vendor's creation time (unix seconds, datetime or RFC 3339), None if unusable."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value <= 0:
+            return None
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        # Python 3.10's fromisoformat takes neither "Z" nor Gemini's nanoseconds.
+        match = _ISO.fullmatch(value.strip())
+        if match is None:
+            return None
+        base, fraction, zone = match.groups()
+        text = base + (fraction or "")[:7] + ("+00:00" if zone in (None, "Z", "z") else zone)
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    return None
+
+
 def _shown(obj: Any) -> str:
     return repr(obj)[:200]
 
 
-def build(api_id: str, usage: Any, model: Any, response_id: Any) -> LlmUsage:
+def build(api_id: str, usage: Any, model: Any, response_id: Any, created: Any = None) -> LlmUsage:
     """Map a vendor usage object (or dict) to an :class:`LlmUsage`."""
     canonical = _MAPPERS[api_id](usage)
     name = _model(api_id, model)
     if name is not None:
         canonical["model"] = name
-    return LlmUsage(VENDORS[api_id], name, canonical, _id(response_id))
+    return LlmUsage(VENDORS[api_id], name, canonical, _id(response_id), _created(created))
 
 
 def extract_usage(api_id: str, response: Any) -> LlmUsage:
@@ -208,6 +241,7 @@ def extract_usage(api_id: str, response: Any) -> LlmUsage:
         usage = field(response, "usage")
         model = field(response, "model")
         rid = field(response, "id")
+    created = field(response, *_CREATED[api_id])
     if usage is None:
         hint = ""
         if hasattr(response, "__iter__") and not isinstance(response, (Mapping, str, bytes)):
@@ -216,9 +250,16 @@ def extract_usage(api_id: str, response: Any) -> LlmUsage:
             f"{api_id} response {type(response).__name__} carries no usage{hint}: "
             f"{_shown(response)}"
         )
-    return build(api_id, usage, model, rid)
+    return build(api_id, usage, model, rid, created)
 
 
+# Where each API says when a response was created (Anthropic does not).
+_CREATED: Mapping[str, tuple[str, ...]] = {
+    "openai_chat": ("created",),
+    "openai_responses": ("created_at",),
+    "anthropic": (),
+    "gemini": ("create_time", "createTime"),
+}
 _ANTHROPIC_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -247,6 +288,7 @@ class StreamUsage:
         self.api_id = check_api_id(api_id)
         self.response_id: str | None = None
         self.model: str | None = None
+        self.created: Any = None
         self._usage: Any = None
         self._anthropic: dict[str, Any] = {}
 
@@ -255,16 +297,19 @@ class StreamUsage:
         api = self.api_id
         if api == "openai_chat":
             self._note(field(event, "id"), field(event, "model"), field(event, "usage"))
+            self._when(field(event, "created"))
         elif api == "gemini":
             self._note(
                 field(event, "response_id", "responseId"),
                 field(event, "model_version", "modelVersion"),
                 field(event, "usage_metadata", "usageMetadata"),
             )
+            self._when(field(event, "create_time", "createTime"))
         elif api == "openai_responses":
             if field(event, "type") in _RESPONSES_WITH_USAGE:
                 response = field(event, "response")
                 self._note(field(response, "id"), field(response, "model"), None)
+                self._when(field(response, "created_at"))
                 usage = field(response, "usage")
                 if usage is not None:
                     self._usage = usage
@@ -285,6 +330,10 @@ class StreamUsage:
         if usage is not None:
             self._usage = usage
 
+    def _when(self, created: Any) -> None:
+        if self.created is None:
+            self.created = created
+
     def _merge_anthropic(self, usage: Any) -> None:
         if usage is None:
             return
@@ -303,4 +352,4 @@ class StreamUsage:
         """The merged usage so far, or None when no event has carried any."""
         if self._usage is None:
             return None
-        return build(self.api_id, self._usage, self.model, self.response_id)
+        return build(self.api_id, self._usage, self.model, self.response_id, self.created)

@@ -4,8 +4,10 @@
     for event in track_llm_stream_usage(tracker.track, "anthropic", stream):
         ...                                     # every event, unchanged
 
-A record's response_id is the LLM response's own id (``chatcmpl-...``, ``msg_...``), so
-tracking the same response twice is a duplicate at the collector, never a second bill.
+A record's response_id is the LLM response's own id (``chatcmpl-...``, ``msg_...``) and its
+timestamp the time the vendor created the response (OpenAI, Gemini) or, for responses that
+carry none (Anthropic), the time this process first tracked it. Tracking the same response
+twice therefore sends the same record: a duplicate at the collector, never a second bill.
 
 A wrapped stream records its merged usage exactly once: when it ends, when it is closed
 (``close()``, ``with``), when the wrapped stream raises (what was seen, then the error goes
@@ -20,8 +22,10 @@ import logging
 import threading
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
+
+import cachetools
 
 from ._llm import LlmUsage, StreamUsage, check_api_id, extract_usage
 from .errors import InvalidRecordError, LlmUsageError
@@ -32,6 +36,25 @@ T = TypeVar("T")
 TrackFn = Callable[..., str]
 AsyncTrackFn = Callable[..., Awaitable[str]]
 DEFAULT_CONFIG_ID = "llm"
+
+
+class _FirstSeen:
+    """When each recent response without a time of its own was first tracked (bounded)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._times: cachetools.LRUCache[tuple[str, str], datetime] = cachetools.LRUCache(size)
+
+    def time_of(self, service_id: str, response_id: str) -> datetime:
+        key = (service_id, response_id)
+        with self._lock:
+            when = self._times.get(key)
+            if when is None:
+                when = self._times[key] = datetime.now(timezone.utc)
+            return when
+
+
+_first_seen = _FirstSeen()
 
 
 class _Target:
@@ -73,14 +96,20 @@ class _Target:
                 f"{self.api_id} response {llm.response_id!r} names no model; "
                 "pass service_id='vendor::model'"
             )
+        response_id = self.response_id or llm.response_id
+        timestamp = self.timestamp
+        if timestamp is None:
+            timestamp = llm.created
+            if timestamp is None and response_id is not None:
+                timestamp = _first_seen.time_of(service_id, response_id)
         return self.track(
             llm.usage,
             service_id=service_id,
             config_id=self.config_id,
             client_customer_key=self.client_customer_key,
             context=self.context,
-            response_id=self.response_id or llm.response_id,
-            timestamp=self.timestamp,
+            response_id=response_id,
+            timestamp=timestamp,
         )
 
 
