@@ -345,8 +345,10 @@ class StreamUsage:
         self._usage = self._anthropic
 
     @property
-    def seen_usage(self) -> bool:
-        return self._usage is not None
+    def usage(self) -> Usage | None:
+        """The canonical usage merged so far (None before any event reported usage)."""
+        llm = self.result()
+        return None if llm is None else dict(llm.usage)
 
     def result(self) -> LlmUsage | None:
         """The merged usage so far, or None when no event has carried any."""

@@ -23,7 +23,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import cachetools
 
@@ -169,16 +169,46 @@ async def track_llm_usage_async(
     return str(result)
 
 
-class _Recorder:
-    """Merges a stream's usage and records it exactly once.
+class Merger(Protocol):
+    """What a wrapped stream feeds its events to: :class:`StreamUsage`, or anything that
+    keeps what a stream's events say and can tell what to record."""
+
+    @property
+    def response_id(self) -> str | None: ...
+
+    @property
+    def usage(self) -> dict[str, Any] | None: ...
+
+    def feed(self, event: Any) -> None: ...
+
+    def result(self) -> Any | None: ...
+
+
+class Recorder:
+    """Feeds a stream's events to ``merged`` and records ``merged.result()`` exactly once,
+    through ``emit`` (which may return an awaitable).
 
     It holds no reference to the wrapper, so the wrapper's finalizer can call it after the
-    wrapper is gone.
+    wrapper is gone. A ``lenient`` recorder never raises: problems go to ``on_error`` (or
+    the log), for callers that must not fail the user's request over tracking.
     """
 
-    def __init__(self, target: _Target) -> None:
-        self.target = target
-        self.merged = StreamUsage(target.api_id)
+    def __init__(
+        self,
+        label: str,
+        merged: Merger,
+        emit: Callable[[Any], Any],
+        *,
+        hint: str = "",
+        lenient: bool = False,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.label = label
+        self.merged = merged
+        self.emit = emit
+        self.hint = hint
+        self.lenient = lenient
+        self.on_error = on_error
         self._lock = threading.Lock()
         self._done = False
 
@@ -190,28 +220,30 @@ class _Recorder:
             self._done = True
             return True
 
-    def _nothing(self, how: str, require_usage: bool) -> None:
-        api = self.target.api_id
+    def _nothing(self, how: str, require_usage: bool, strict: bool) -> None:
         if require_usage:
-            hint = (
-                ': pass stream_options={"include_usage": True} to create()'
-                if api == "openai_chat"
-                else ""
-            )
-            raise LlmUsageError(f"{api} stream ended without reporting usage{hint}")
+            error = LlmUsageError(f"{self.label} stream ended without reporting usage{self.hint}")
+            if strict:
+                raise error
+            self.failed(how, error)
+            return
         log.warning(
             "%s stream %s %s before reporting usage; nothing tracked",
-            api,
+            self.label,
             self.merged.response_id,
             how,
         )
 
-    def _failed(self, how: str) -> None:
-        log.exception(
+    def failed(self, how: str, error: BaseException) -> None:
+        if self.on_error is not None:
+            self.on_error(error)
+            return
+        log.error(
             "%s stream %s (%s): usage could not be tracked",
-            self.target.api_id,
+            self.label,
             self.merged.response_id,
             how,
+            exc_info=error,
         )
 
     def finish(self, how: str, *, strict: bool, require_usage: bool = False) -> None:
@@ -219,34 +251,54 @@ class _Recorder:
         (a finalizer or an exception already on its way must not be masked)."""
         if not self._take():
             return
+        strict = strict and not self.lenient
         try:
-            llm = self.merged.result()
-            if llm is None:
-                self._nothing(how, require_usage)
+            result = self.merged.result()
+            if result is None:
+                self._nothing(how, require_usage, strict)
                 return
-            result = self.target.call(llm)
-            if isinstance(result, Awaitable):
-                _run_detached(result, self)
-        except Exception:
+            sent = self.emit(result)
+            if isinstance(sent, Awaitable):
+                _run_detached(sent, self)
+        except Exception as exc:
             if strict:
                 raise
-            self._failed(how)
+            self.failed(how, exc)
 
     async def finish_async(self, how: str, *, strict: bool, require_usage: bool = False) -> None:
         if not self._take():
             return
+        strict = strict and not self.lenient
         try:
-            llm = self.merged.result()
-            if llm is None:
-                self._nothing(how, require_usage)
+            result = self.merged.result()
+            if result is None:
+                self._nothing(how, require_usage, strict)
                 return
-            result = self.target.call(llm)
-            if isinstance(result, Awaitable):
-                await result
-        except Exception:
+            sent = self.emit(result)
+            if isinstance(sent, Awaitable):
+                await sent
+        except Exception as exc:
             if strict:
                 raise
-            self._failed(how)
+            self.failed(how, exc)
+
+
+_INCLUDE_USAGE = ': pass stream_options={"include_usage": True} to create()'
+
+
+def llm_recorder(
+    target: _Target,
+    *,
+    lenient: bool = False,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> Recorder:
+    api = target.api_id
+    hint = (
+        ': pass stream_options={"include_usage": True} to create()' if api == "openai_chat" else ""
+    )
+    return Recorder(
+        api, StreamUsage(api), target.call, hint=hint, lenient=lenient, on_error=on_error
+    )
 
 
 # Tasks started by finalizers of abandoned async streams; the event loop keeps only weak
@@ -254,7 +306,7 @@ class _Recorder:
 _detached: set[Any] = set()
 
 
-def _run_detached(awaitable: Awaitable[Any], recorder: _Recorder) -> None:
+def _run_detached(awaitable: Awaitable[Any], recorder: Recorder) -> None:
     """Await an async track() from synchronous code (a finalizer): as a task on this
     thread's running loop, else to completion on a loop of its own."""
     import asyncio  # only abandoned async streams get here; kept off `import aicm_manual`
@@ -262,8 +314,8 @@ def _run_detached(awaitable: Awaitable[Any], recorder: _Recorder) -> None:
     async def run() -> None:
         try:
             await awaitable
-        except Exception:
-            recorder._failed("abandoned")
+        except Exception as exc:
+            recorder.failed("abandoned", exc)
 
     try:
         loop = asyncio.get_running_loop()
@@ -283,7 +335,7 @@ class LlmStream(Generic[T]):
     stream's (e.g. ``.response`` of an OpenAI stream).
     """
 
-    def __init__(self, stream: Iterable[T], recorder: _Recorder) -> None:
+    def __init__(self, stream: Iterable[T], recorder: Recorder) -> None:
         self._stream = stream
         self._iterator = iter(stream)
         self._recorder = recorder
@@ -295,8 +347,7 @@ class LlmStream(Generic[T]):
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        llm = self._recorder.merged.result()
-        return None if llm is None else dict(llm.usage)
+        return self._recorder.merged.usage
 
     def __iter__(self) -> LlmStream[T]:
         return self
@@ -345,7 +396,7 @@ class LlmStream(Generic[T]):
 
     def __repr__(self) -> str:
         return (
-            f"<LlmStream {self._recorder.target.api_id} response_id={self.response_id!r} "
+            f"<LlmStream {self._recorder.label} response_id={self.response_id!r} "
             f"of {type(self._stream).__name__}>"
         )
 
@@ -353,7 +404,7 @@ class LlmStream(Generic[T]):
 class AsyncLlmStream(Generic[T]):
     """:class:`LlmStream` for async streams: ``async for``, ``async with``, ``await close()``."""
 
-    def __init__(self, stream: AsyncIterable[T], recorder: _Recorder) -> None:
+    def __init__(self, stream: AsyncIterable[T], recorder: Recorder) -> None:
         self._stream = stream
         self._iterator: AsyncIterator[T] = stream.__aiter__()
         self._recorder = recorder
@@ -365,8 +416,7 @@ class AsyncLlmStream(Generic[T]):
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        llm = self._recorder.merged.result()
-        return None if llm is None else dict(llm.usage)
+        return self._recorder.merged.usage
 
     def __aiter__(self) -> AsyncLlmStream[T]:
         return self
@@ -419,7 +469,7 @@ class AsyncLlmStream(Generic[T]):
 
     def __repr__(self) -> str:
         return (
-            f"<AsyncLlmStream {self._recorder.target.api_id} response_id={self.response_id!r} "
+            f"<AsyncLlmStream {self._recorder.label} response_id={self.response_id!r} "
             f"of {type(self._stream).__name__}>"
         )
 
@@ -454,7 +504,7 @@ def track_llm_stream_usage(
             else ""
         )
         raise LlmUsageError(f"{api_id} stream {type(stream).__name__} is not iterable{hint}")
-    return LlmStream(stream, _Recorder(target))
+    return LlmStream(stream, llm_recorder(target))
 
 
 def track_llm_stream_usage_async(
@@ -482,4 +532,4 @@ def track_llm_stream_usage_async(
     )
     if not isinstance(stream, AsyncIterable):
         raise LlmUsageError(f"{api_id} stream {type(stream).__name__} is not an async iterable")
-    return AsyncLlmStream(stream, _Recorder(target))
+    return AsyncLlmStream(stream, llm_recorder(target))
