@@ -57,7 +57,7 @@ class _FirstSeen:
 _first_seen = _FirstSeen()
 
 
-class _Target:
+class LlmTarget:
     """Where and how a response's usage is recorded: the track callable and its options."""
 
     def __init__(
@@ -126,7 +126,7 @@ def track_llm_usage(
     timestamp: datetime | str | None = None,
 ) -> str:
     """Track the usage of one complete response; returns the record's response_id."""
-    target = _Target(
+    target = LlmTarget(
         track,
         api_id,
         service_id=service_id,
@@ -153,7 +153,7 @@ async def track_llm_usage_async(
     timestamp: datetime | str | None = None,
 ) -> str:
     """:func:`track_llm_usage` for an awaitable ``track_async`` (a plain one works too)."""
-    target = _Target(
+    target = LlmTarget(
         track_async,
         api_id,
         service_id=service_id,
@@ -287,7 +287,7 @@ _INCLUDE_USAGE = ': pass stream_options={"include_usage": True} to create()'
 
 
 def llm_recorder(
-    target: _Target,
+    target: LlmTarget,
     *,
     lenient: bool = False,
     on_error: Callable[[BaseException], None] | None = None,
@@ -487,7 +487,7 @@ def track_llm_stream_usage(
     timestamp: datetime | str | None = None,
 ) -> LlmStream[T]:
     """Wrap ``stream`` so that its usage is tracked once; iterate the result instead."""
-    target = _Target(
+    target = LlmTarget(
         track,
         api_id,
         service_id=service_id,
@@ -520,7 +520,7 @@ def track_llm_stream_usage_async(
     timestamp: datetime | str | None = None,
 ) -> AsyncLlmStream[T]:
     """Wrap an async stream; ``track`` may be ``track_async`` or a plain ``track``."""
-    target = _Target(
+    target = LlmTarget(
         track,
         api_id,
         service_id=service_id,
