@@ -7,11 +7,12 @@ Pure: checking the fields' values is the Tracker's job, as for ``track()``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ._wire import Outcome
 from .errors import InvalidRecordError
 
 # Our name -> the alias users bring from the AICostManager SDK.
@@ -59,3 +60,19 @@ class BatchItem:
             if values.get(name) is not None and not isinstance(values[name], str):
                 raise InvalidRecordError(f"{name} must be a string, got {values[name]!r}"[:200])
         return cls(**values)
+
+
+def batch_answer(response_ids: Sequence[str], outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """What an immediate ``track_batch()`` returns: the collector's word on each record."""
+    results: list[dict[str, Any]] = []
+    summary: dict[str, int] = {}
+    for index, (rid, outcome) in enumerate(zip(response_ids, outcomes, strict=True)):
+        result: dict[str, Any] = {"index": index, "response_id": rid, "status": outcome.status}
+        if outcome.errors:
+            result["errors"] = list(outcome.errors)
+        if outcome.cost is not None:
+            result["cost"] = outcome.cost
+            result["currency"] = outcome.currency
+        results.append(result)
+        summary[outcome.status] = summary.get(outcome.status, 0) + 1
+    return {"results": results, "response_ids": list(response_ids), "summary": summary}

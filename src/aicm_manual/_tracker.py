@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, overload
 
 from ._anonymize import Anonymizer, anonymize, default_anonymizer, field_set
-from ._batch import BatchItem
+from ._batch import BatchItem, batch_answer
 from ._config import ServiceConfig, UsageConfig
-from ._config_sources import (
-    ConfigSource,
-    DirectoryConfigSource,
-    all_configs,
-    config_for_service,
-    shared_http_source,
-)
+from ._config_sources import ConfigSource, DirectoryConfigSource, shared_http_source
 from ._delivery_settings import DeliverySettings, DeliveryType, OnFull
 from ._engine import DeliveryEngine
 from ._global import get_global_delivery
@@ -43,29 +36,19 @@ from ._records import (
     copy_value,
     normalise_timestamp,
 )
+from ._routes import Route, Routes
 from ._secret import Secret
 from ._settings import Settings
 from ._validator import TypeValidator
 from .errors import (
     AicmError,
     BatchValidationError,
-    ConfigFetchError,
     InvalidRecordError,
     TrackerClosedError,
     UsageValidationError,
 )
 
 DEFAULT_CLOSE_TIMEOUT = 10.0
-_MAX_ROUTES = 1024  # service ids come from callers: keep the cache of their routes bounded
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """Where records of one (config, service) go and how they are checked."""
-
-    config_id: str | None  # None: no config lists the service; the collector decides
-    service_id: str
-    validate: Callable[[Any], None] | None
 
 
 class Tracker:
@@ -127,21 +110,19 @@ class Tracker:
                     self.settings.api_base, self.settings.api_key, self.settings.config_ttl
                 )
         self.config_source: ConfigSource = config_source
-        self._routes: dict[tuple[str | None, str], _Route] = {}
-        self._configs: dict[str, UsageConfig] = {}
-        self._catalog: list[UsageConfig] | None = None
         self.config: UsageConfig | None = None
         if config_id is not None:
-            self.config = self._configs[config_id] = config_source.get(config_id)
+            self.config = config_source.get(config_id)
             if service_id is None:
                 # A config with a single named service needs no service argument.
                 named = [s for s in self.config.services if not s.is_pattern]
                 if len(named) == 1 and len(self.config.services) == 1:
                     service_id = named[0].service_id
+        self._routes = Routes(config_source, self.config)
         self.config_id = config_id
         self.service_id = service_id
         self.service: ServiceConfig | None = None
-        self._default: _Route | None = None
+        self._default: Route | None = None
         if service_id is not None:
             self._default = self._route(config_id, service_id)
             if self.config is not None:
@@ -342,8 +323,7 @@ class Tracker:
             None if context is None else copy_value(dict(context)),
         )
 
-    def _route(self, config_id: str | None, service_id: str | None) -> _Route:
-        """How records for (config_id, service_id) are checked; loads configs once."""
+    def _route(self, config_id: str | None, service_id: str | None) -> Route:
         if service_id is None:
             service_id = self.service_id
             if service_id is None:
@@ -351,44 +331,7 @@ class Tracker:
                     f"service_id is required for records of config {config_id!r}: "
                     "this tracker has no default service"
                 )
-        check_id("service_id", service_id)
-        key = (config_id, service_id)
-        route = self._routes.get(key)
-        if route is not None:
-            return route
-        config: UsageConfig | None
-        if config_id is not None:
-            config = self._configs.get(config_id)
-            if config is None:
-                config = self.config_source.get(config_id)
-                self._configs[config_id] = config
-        elif self.config is not None:
-            config = self.config
-        else:
-            config = self._config_for(service_id)
-        if config is not None:
-            config.service(service_id)  # raises, naming the config's services
-            route = _Route(config.config_id, service_id, config.validator.validate)
-        else:
-            route = _Route(None, service_id, None)
-        if len(self._routes) >= _MAX_ROUTES:
-            self._routes.clear()
-        self._routes[key] = route
-        return route
-
-    def _config_for(self, service_id: str) -> UsageConfig | None:
-        if self._catalog is None:
-            # One listing per tracker: later records never wait on the network for it.
-            try:
-                self._catalog = all_configs(self.config_source)
-            except ConfigFetchError as exc:
-                log.warning(
-                    "aicm: cannot list configs (%s); records without a config_id are sent "
-                    "unchecked and the collector checks them",
-                    exc,
-                )
-                self._catalog = []
-        return config_for_service(self._catalog, service_id)
+        return self._routes.get(config_id, service_id)
 
     def _log_body(self, record: UsageRecord) -> None:
         log.debug("aicm: tracked %s", redacted_body(record.to_wire(), self._anon_fields))
@@ -455,23 +398,7 @@ class Tracker:
             and built
             and self.delivery_settings.delivery_type is DeliveryType.IMMEDIATE
         ):
-            outcomes = self._engine.send_batch_now(built, self._target)
-            results: list[dict[str, Any]] = []
-            summary: dict[str, int] = {}
-            for index, (rid, outcome) in enumerate(zip(ids, outcomes, strict=True)):
-                result: dict[str, Any] = {
-                    "index": index,
-                    "response_id": rid,
-                    "status": outcome.status,
-                }
-                if outcome.errors:
-                    result["errors"] = list(outcome.errors)
-                if outcome.cost is not None:
-                    result["cost"] = outcome.cost
-                    result["currency"] = outcome.currency
-                results.append(result)
-                summary[outcome.status] = summary.get(outcome.status, 0) + 1
-            return {"results": results, "response_ids": ids, "summary": summary}
+            return batch_answer(ids, self._engine.send_batch_now(built, self._target))
         for record in built:
             self._submit(record, self._target)
             if self.settings.log_bodies:
