@@ -1,9 +1,10 @@
-"""docs/llm.md runs: every python block except those that call a vendor over the network,
-in order, in one namespace, against the real collector on loopback, in immediate mode (so
-a record the collector refuses, e.g. a conflict, fails the run instead of a log line).
+"""docs/llm.md and docs/cost-manager.md run: every python block except those that call a
+vendor over the network, in order, in one namespace, against the real collector on
+loopback, in immediate mode (so a record the collector refuses, e.g. a conflict, fails the
+run instead of a log line).
 
-Until the Tracker has the LLM methods, the run gives it the ones docs/llm.md describes,
-built on the helper functions, so the page is checked from the start.
+Until the Tracker has the LLM methods and aicm_manual exports the new names, the run adds
+them as the pages describe, so the pages are checked from the start.
 """
 
 from __future__ import annotations
@@ -26,8 +27,16 @@ _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)
 
 RUNNER = """
 import ast, asyncio, inspect, json, sys
+import aicm_manual
 from aicm_manual import Tracker
+from aicm_manual import _cost_manager, _extractor, _handling, _llm, errors
 from aicm_manual import _llm_streams as llm
+
+for module, name in [(_cost_manager, "CostManager"), (_cost_manager, "AsyncCostManager"),
+                     (_handling, "HandlingConfig"), (_extractor, "UniversalExtractor"),
+                     (_llm, "extract_usage"), (_llm, "LlmUsage"), (errors, "LlmUsageError")]:
+    if not hasattr(aicm_manual, name):
+        setattr(aicm_manual, name, getattr(module, name))
 
 if not hasattr(Tracker, "track_llm_usage"):
     def _config(self):
@@ -82,13 +91,11 @@ def collector(tmp_path: Path) -> Iterator[EmbeddedCollector]:
         yield c
 
 
-def test_llm_page_runs(collector: EmbeddedCollector, tmp_path: Path) -> None:
+def run_page(page: Path, collector: EmbeddedCollector, tmp_path: Path) -> str:
     import json
 
-    import requests
-
-    found = blocks(PAGE)
-    assert len(found) >= 5
+    found = blocks(page)
+    assert len(found) >= 2
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AICM_")},
         "AICM_API_BASE": collector.url,
@@ -97,7 +104,7 @@ def test_llm_page_runs(collector: EmbeddedCollector, tmp_path: Path) -> None:
         "AICM_DELIVERY_TYPE": "immediate",
     }
     out = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(PAGE), json.dumps(found)],
+        [sys.executable, "-c", RUNNER, str(page), json.dumps(found)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -106,7 +113,14 @@ def test_llm_page_runs(collector: EmbeddedCollector, tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert "Snow falls" in out.stdout
+    return out.stdout
+
+
+def test_llm_page_runs(collector: EmbeddedCollector, tmp_path: Path) -> None:
+    import requests
+
+    assert len(blocks(PAGE)) >= 5
+    assert "Snow falls" in run_page(PAGE, collector, tmp_path)
     summary = requests.get(
         f"{collector.url}/api/v1/costs/summary",
         params={"group_by": "service_id"},
@@ -119,3 +133,9 @@ def test_llm_page_runs(collector: EmbeddedCollector, tmp_path: Path) -> None:
     assert rows["google::gemini-2.5-flash"]["events"] == 1
     assert rows["openai::gpt-4o-mini-2024-07-18"]["events"] == 1
     assert all(row["unpriced"] == 0 for row in rows.values())
+
+
+def test_cost_manager_page_runs(collector: EmbeddedCollector, tmp_path: Path) -> None:
+    page = ROOT / "docs" / "cost-manager.md"
+    assert len(blocks(page)) == 2  # the others call a vendor
+    run_page(page, collector, tmp_path)

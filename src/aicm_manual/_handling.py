@@ -76,7 +76,14 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class HandlingConfig:
+    """The tracked methods of a client, by attribute path (``chat.completions.create``)."""
+
     methods: Mapping[str, MethodSpec]
+
+    @classmethod
+    def from_dict(cls, data: object, *, source: str = "<memory>") -> HandlingConfig:
+        """Check and build one; ConfigError names ``source`` and lists every problem."""
+        return parse_handling_config(data, source)
 
     @property
     def prefixes(self) -> frozenset[str]:
