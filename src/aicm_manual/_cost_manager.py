@@ -251,9 +251,14 @@ def _with_stream_kwargs(kwargs: dict[str, Any], defaults: Mapping[str, Any]) -> 
     return out
 
 
+def _defines(kind: type, name: str) -> bool:
+    # Walking the MRO beats hasattr(): pydantic's metaclass makes a failed lookup costly.
+    return any(name in vars(base) for base in kind.__mro__)
+
+
 def _is_stream(response: Any) -> bool:
     kind = type(response)
-    return hasattr(kind, "__next__") or hasattr(kind, "__anext__")
+    return _defines(kind, "__next__") or _defines(kind, "__anext__")
 
 
 class CostManager(_Manager):
@@ -303,7 +308,7 @@ class CostManager(_Manager):
         self, spec: MethodSpec, kwargs: Mapping[str, Any], stream: Any, when: datetime
     ) -> Any:
         recorder = self._stream_recorder(spec, kwargs, when, self._send)
-        if hasattr(type(stream), "__anext__"):
+        if _defines(type(stream), "__anext__"):
             return AsyncLlmStream(stream, recorder)
         return LlmStream(stream, recorder)
 
@@ -341,7 +346,7 @@ class AsyncCostManager(_Manager):
                 response = await response
             if _is_stream(response):
                 recorder = self._stream_recorder(spec, kwargs, when, self._send_async)
-                if hasattr(type(response), "__anext__"):
+                if _defines(type(response), "__anext__"):
                     return AsyncLlmStream(response, recorder)
                 return LlmStream(response, recorder)
             try:

@@ -66,7 +66,7 @@ def field(obj: Any, *names: str) -> Any:
     """The first of ``names`` that ``obj`` has and is not None, by key or by attribute."""
     if obj is None:
         return None
-    is_mapping = isinstance(obj, Mapping)
+    is_mapping = type(obj) is dict or isinstance(obj, Mapping)
     for name in names:
         value = obj.get(name) if is_mapping else getattr(obj, name, None)
         if value is not None:
