@@ -162,3 +162,23 @@ def test_async_immediate_mode_reaches_the_collector(
     [event] = answer["events"]
     assert event["usage"] == ANTHROPIC_CANONICAL
     assert event["priced"] is True
+
+
+def test_an_async_client_in_a_sync_manager_is_pointed_to_async_cost_manager(
+    vendor: VendorServer,
+    schemas: Path,
+    delivery: CapturingDelivery,
+) -> None:
+    from aicm_manual._cost_manager import CostManager
+
+    async def main() -> str:
+        client = async_openai(vendor)
+        cm = CostManager(client, schemas_dir=schemas, delivery=delivery, environ=NO_INI)
+        completion = await cm.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await client.close()
+        assert completion.id == "chatcmpl-1"  # the call itself still works
+        assert cm.errors == 1
+        return str(cm.last_error)
+
+    assert "wrap async clients with AsyncCostManager" in asyncio.run(main())
+    assert len(delivery) == 0

@@ -118,13 +118,18 @@ class _Manager:
         self._owns_tracker = tracker is None
         self.tracker: Tracker = tracker if tracker is not None else Tracker(**tracker_kwargs)
         self.config_id = config_id if config_id is not None else default_config_id(client)
-        config = self.tracker.config_source.get(self.config_id)
-        if config.handling_config is None:
-            raise ConfigError(
-                f"{config.source}: config {self.config_id!r} has no handling_config; a "
-                "CostManager needs one naming its tracked_methods (see docs/cost-manager.md)"
-            )
-        handling = parse_handling_config(config.handling_config, config.source)
+        try:
+            config = self.tracker.config_source.get(self.config_id)
+            if config.handling_config is None:
+                raise ConfigError(
+                    f"{config.source}: config {self.config_id!r} has no handling_config; a "
+                    "CostManager needs one naming its tracked_methods (see docs/cost-manager.md)"
+                )
+            handling = parse_handling_config(config.handling_config, config.source)
+        except BaseException:
+            if self._owns_tracker:
+                self.tracker.close(timeout=0)
+            raise
         self.extractor = UniversalExtractor(handling, self.config_id)
         self.strict = strict
         self.tracked = 0
@@ -278,6 +283,15 @@ class CostManager(_Manager):
                 kwargs = _with_stream_kwargs(kwargs, spec.stream_kwargs)
             when = datetime.now(timezone.utc)
             response = method(*args, **kwargs)
+            if isinstance(response, Awaitable):
+                self._failed(
+                    spec.method,
+                    TypeError(
+                        f"{spec.method} of {type(self._client).__name__} returned an awaitable: "
+                        "wrap async clients with AsyncCostManager"
+                    ),
+                )
+                return response
             if _is_stream(response):
                 return self._wrap_stream(spec, kwargs, response, when)
             try:
