@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from aicm_manual import Tracker, get_global_delivery_health
+from aicm_manual import BatchValidationError, Tracker, get_global_delivery_health
 from aicm_manual.server._embedded import EmbeddedCollector, embedded_collector
 from aicm_manual.testing import Scripted
 from conftest import ConfigServer
@@ -246,3 +246,60 @@ def test_spooled_records_without_a_config_keep_their_shape(
     assert "config_id" not in got["r-1"]
     assert got["r-1"]["usage"] == {"lookups": 3}
     assert got["r-2"]["config_id"] == "llm"
+
+
+def test_persistent_batch_is_spooled_then_delivered(
+    config_server: ConfigServer, tmp_path: Path
+) -> None:
+    from aicm_manual._spool import Spool
+
+    config_server.collector.script.append(Scripted(status=503))  # first send fails
+    tracker = Tracker(
+        "heygen",
+        "heygen::streaming-avatar",
+        aicm_api_base=config_server.url,
+        delivery_type="persistent_queue",
+        db_path=tmp_path / "spool.db",
+        environ=NO_INI,
+    )
+    result = tracker.track_batch([{"usage": {"duration": float(i)}} for i in range(1_500)])
+    assert result["queued"] == 1_500
+    assert tracker.flush(20) == 0
+    assert len(config_server.collector.records()) == 1_500
+    tracker.close(5)
+    assert Spool(tmp_path / "spool.db", create=False).count() == 0
+
+
+def test_immediate_batch_over_the_byte_limit_is_split(config_server: ConfigServer) -> None:
+    tracker = Tracker(
+        "internal-api",
+        "internal::search",
+        aicm_api_base=config_server.url,
+        delivery_type="immediate",
+        environ=NO_INI,
+    )
+    big = "/v1/search?q=" + "x" * 20_000
+    usage = {"calls": 1, "endpoint": big, "status_codes": {"200": 1}}
+    result = tracker.track_batch([{"usage": usage}] * 600)  # about 12 MB of JSON
+    assert result["summary"] == {"accepted": 600}
+    sizes = [n for _, n in config_server.collector.requests]
+    assert sum(sizes) == 600
+    assert len(sizes) >= 3  # 5 MiB per request at most
+
+
+def test_immediate_batch_with_one_bad_record_sends_nothing(
+    config_server: ConfigServer,
+) -> None:
+    tracker = Tracker(
+        "internal-api",
+        "internal::search",
+        aicm_api_base=config_server.url,
+        delivery_type="immediate",
+        environ=NO_INI,
+    )
+    good = {"calls": 1, "endpoint": "/a", "status_codes": {"200": 1}}
+    bad = {**good, "latency_ms": [float("nan")]}  # JSON has no NaN: the check refuses it
+    records = [{"usage": good}] * 1_500 + [{"usage": bad}]
+    with pytest.raises(BatchValidationError, match=r"latency_ms\[0\]: expected float \(finite\)"):
+        tracker.track_batch(records)
+    assert config_server.collector.requests == []

@@ -40,6 +40,38 @@ class BatchItem:
             raise InvalidRecordError(
                 f"a batch record must be a dict with 'usage', got {type(raw).__name__}"
             )
+        if "usage" not in raw or not raw.keys() <= FIELDS:
+            return cls._parse_slowly(raw)
+        get = raw.get
+        service_id, customer = get("service_id"), get("client_customer_key")
+        # The AICostManager names, as its users write them; both spellings at once is rare
+        # and checked on the slow path.
+        if "service_key" in raw:
+            if service_id is not None:
+                return cls._parse_slowly(raw)
+            service_id = raw["service_key"]
+        if "customer_key" in raw:
+            if customer is not None:
+                return cls._parse_slowly(raw)
+            customer = raw["customer_key"]
+        config_id = get("config_id")
+        if (service_id is not None and type(service_id) is not str) or (
+            config_id is not None and type(config_id) is not str
+        ):
+            return cls._parse_slowly(raw)
+        return cls(
+            raw["usage"],
+            service_id,
+            config_id,
+            get("response_id"),
+            get("timestamp"),
+            customer,
+            get("context"),
+        )
+
+    @classmethod
+    def _parse_slowly(cls, raw: Mapping[Any, Any]) -> BatchItem:
+        """Aliases, and every kind of mistake with its message."""
         unknown = sorted(str(k) for k in raw if k not in FIELDS)
         if unknown:
             raise InvalidRecordError(

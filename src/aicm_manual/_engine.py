@@ -161,6 +161,32 @@ class DeliveryEngine:
         if known == 1 or known % self._batch_size == 0:
             self._wake.set()  # otherwise the worker's poll finds the rows
 
+    def submit_durable_many(self, records: Sequence[UsageRecord], target: Target) -> None:
+        """persistent_queue, many records: one spool transaction for all of them (a commit
+        per record costs about 7 times more); committed before returning."""
+        if self._spool_known + len(records) > self.settings.spool_size:
+            for record in records:  # the on-full policy applies record by record
+                self.submit_durable(record, target)
+            return
+        rows: list[tuple[str, bytes]] = []
+        for record in records:
+            try:
+                rows.append((record.response_id, encode_record(record)))
+            except (TypeError, ValueError) as exc:
+                raise InvalidRecordError(
+                    f"record {record.response_id!r}: usage cannot be sent as JSON: {exc}"
+                ) from exc
+        spool = self._spool or self._open_spool()
+        ref = key_ref(target)
+        self._keys.setdefault(ref, target)
+        with self._lock:
+            spool.put_many(ref, target.api_base, rows)
+            self._spool_put += len(rows)
+            self._spool_known += len(rows)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+
     def send_now(self, record: UsageRecord, target: Target) -> None:
         """immediate: send on this thread with retries; raise DeliveryError if it fails."""
         [outcome] = self.send_batch_now([record], target)
@@ -169,10 +195,44 @@ class DeliveryEngine:
             raise DeliveryError(reason, record=record.to_wire(), status=207, permanent=True)
 
     def send_batch_now(self, records: Sequence[UsageRecord], target: Target) -> list[Outcome]:
-        """immediate, many records: one request per chunk of at most MAX_BATCH records and
+        """immediate, many records: one request per chunk of at most 1000 records and
         MAX_REQUEST_BYTES, each retried as a whole; the collector's outcome per record, in
         order. Rejected records are answers, not errors; DeliveryError when a chunk cannot
         be delivered (earlier chunks were; the message says how many records)."""
+        # Everything is encoded before anything is sent: a record JSON cannot hold fails
+        # the whole call, as an invalid one does.
+        requests: list[tuple[Sequence[UsageRecord], bytes]] = []
+        for start in range(0, len(records), MAX_RECORDS_PER_REQUEST):
+            chunk = records[start : start + MAX_RECORDS_PER_REQUEST]
+            offset = 0
+            for count, body in self._request_bodies(chunk):
+                requests.append((chunk[offset : offset + count], body))
+                offset += count
+        with self._lock:
+            self.immediate_sent += len(records)
+        outcomes: list[Outcome] = []
+        for part, body in requests:
+            try:
+                outcomes += self._send_chunk(part, body, target)
+            except DeliveryError as exc:
+                if outcomes:
+                    exc.reason = (
+                        f"{exc.reason} ({len(outcomes)} of {len(records)} records delivered)"
+                    )
+                    exc.args = (exc.reason,)
+                raise
+        return outcomes
+
+    @staticmethod
+    def _request_bodies(records: Sequence[UsageRecord]) -> list[tuple[int, bytes]]:
+        """(record count, request body) covering ``records`` in order: one request unless
+        they exceed MAX_REQUEST_BYTES."""
+        try:
+            body = encode_records(records)
+            if len(body) <= MAX_REQUEST_BYTES:
+                return [(len(records), body)]
+        except (TypeError, ValueError):
+            pass  # found below, record by record, so the error names the record
         bodies: list[bytes] = []
         for record in records:
             try:
@@ -181,29 +241,20 @@ class DeliveryEngine:
                 raise InvalidRecordError(
                     f"record {record.response_id!r}: usage cannot be sent as JSON: {exc}"
                 ) from exc
-        with self._lock:
-            self.immediate_sent += len(records)
-        outcomes: list[Outcome] = []
-        start = 0
-        while start < len(records):
-            end, size = start, 0
-            while end < len(records) and end - start < MAX_RECORDS_PER_REQUEST:
-                if end > start and size + len(bodies[end]) + 1 > MAX_REQUEST_BYTES:
-                    break
-                size += len(bodies[end]) + 1
-                end += 1
-            try:
-                outcomes += self._send_chunk(records[start:end], bodies[start:end], target)
-            except DeliveryError as exc:
-                if start:
-                    exc.reason = f"{exc.reason} ({start} of {len(records)} records delivered)"
-                    exc.args = (exc.reason,)
-                raise
-            start = end
-        return outcomes
+        out: list[tuple[int, bytes]] = []
+        group: list[bytes] = []
+        size = 0
+        for body in bodies:
+            if group and size + len(body) + 1 > MAX_REQUEST_BYTES:
+                out.append((len(group), encode_batch(group)))
+                group, size = [], 0
+            group.append(body)
+            size += len(body) + 1
+        out.append((len(group), encode_batch(group)))
+        return out
 
     def _send_chunk(
-        self, records: Sequence[UsageRecord], bodies: Sequence[bytes], target: Target
+        self, records: Sequence[UsageRecord], body: bytes, target: Target
     ) -> list[Outcome]:
         ids = [r.response_id for r in records]
         wire = records[0].to_wire() if len(records) == 1 else None
@@ -211,9 +262,7 @@ class DeliveryEngine:
         attempt = 0
         while True:
             attempt += 1
-            status, outcomes, retry_after, error = self._post(
-                target, encode_batch(bodies), ids, detailed=True
-            )
+            status, outcomes, retry_after, error = self._post(target, body, ids, detailed=True)
             if outcomes is not None:
                 delivered = sum(o.delivered for o in outcomes)
                 with self._lock:

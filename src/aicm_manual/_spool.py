@@ -200,6 +200,18 @@ class Spool:
             )
         )
 
+    def put_many(self, key_ref: str, api_base: str, rows: Sequence[tuple[str, bytes]]) -> None:
+        """Store (response_id, body) rows in one transaction; all committed when this
+        returns, or none."""
+        now = self._clock()
+        self._transaction(
+            lambda db: db.executemany(
+                "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(key_ref, api_base, rid, body, now) for rid, body in rows],
+            )
+        )
+
     def count(self) -> int:
         return int(self._run(lambda db: db.execute("SELECT count(*) FROM records").fetchone()[0]))
 

@@ -147,6 +147,7 @@ class Tracker:
         self._delivery: Delivery = delivery
         self._submit = delivery.submit
         mode = self.delivery_settings.delivery_type
+        self._durable = mode is DeliveryType.PERSISTENT_QUEUE
         # Calls that may wait (a request, or room in a full queue) leave the event loop.
         self._may_block = self._engine is not None and (
             mode is DeliveryType.IMMEDIATE or self.delivery_settings.on_full is OnFull.BLOCK
@@ -393,15 +394,21 @@ class Tracker:
         if problems:
             raise BatchValidationError(problems, total)
         ids = [r.response_id for r in built]
+        if not built:
+            return {"queued": 0, "response_ids": []}
         if (
             self._engine is not None
             and built
             and self.delivery_settings.delivery_type is DeliveryType.IMMEDIATE
         ):
             return batch_answer(ids, self._engine.send_batch_now(built, self._target))
-        for record in built:
-            self._submit(record, self._target)
-            if self.settings.log_bodies:
+        if self._engine is not None and self._durable:
+            self._engine.submit_durable_many(built, self._target)
+        else:
+            for record in built:
+                self._submit(record, self._target)
+        if self.settings.log_bodies:
+            for record in built:
                 self._log_body(record)
         return {"queued": len(built), "response_ids": ids}
 
