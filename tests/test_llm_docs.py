@@ -30,7 +30,7 @@ import ast, asyncio, inspect, json, sys
 import aicm_manual
 from aicm_manual import Tracker
 from aicm_manual import _cost_manager, _extractor, _handling, _llm, errors
-from aicm_manual import _llm_streams as llm
+from aicm_manual import _llm_track as llm
 
 for module, name in [(_cost_manager, "CostManager"), (_cost_manager, "AsyncCostManager"),
                      (_handling, "HandlingConfig"), (_extractor, "UniversalExtractor"),

@@ -26,15 +26,8 @@ from typing import Any
 
 from ._extractor import UniversalExtractor, pick
 from ._handling import MethodSpec, parse_handling_config
-from ._llm_streams import (
-    AsyncLlmStream,
-    LlmStream,
-    LlmTarget,
-    Recorder,
-    llm_recorder,
-    track_llm_usage,
-    track_llm_usage_async,
-)
+from ._llm_streams import AsyncLlmStream, LlmStream, Recorder
+from ._llm_track import LlmTarget, llm_recorder, track_llm_usage, track_llm_usage_async
 from ._tracker import DEFAULT_CLOSE_TIMEOUT, Tracker
 from .errors import ConfigError, UsageValidationError
 
