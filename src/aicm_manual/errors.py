@@ -8,6 +8,7 @@
     ├── ConfigError (ValueError)             a config file or response that cannot be used
     ├── ConfigNotFoundError (LookupError)    no config (or service) with that id
     ├── InvalidRecordError (ValueError)      a track() argument other than the payload
+    ├── LlmUsageError (ValueError)           an LLM response or stream without readable usage
     ├── TransportError (ConnectionError)     the collector could not be reached or refused
     │   └── ConfigFetchError                 ... while asking for a config
     ├── DeliveryError (RuntimeError)         an immediate-mode record was not delivered
@@ -207,6 +208,12 @@ class ConfigNotFoundError(AicmError, LookupError):
 
 class InvalidRecordError(AicmError, ValueError):
     """A ``track()`` argument other than the usage payload (timestamp, ids, context)."""
+
+
+class LlmUsageError(AicmError, ValueError):
+    """An LLM response or stream whose usage cannot be read: an unknown api_id, no usage
+    (e.g. an OpenAI stream without ``stream_options={"include_usage": True}``), a count
+    that is not a token count, or no model to name the service by."""
 
 
 class TransportError(AicmError, ConnectionError):
