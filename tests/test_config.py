@@ -176,3 +176,12 @@ def test_vendor_pattern_service_matches_every_model_of_the_vendor() -> None:
 def test_only_whole_vendor_patterns_are_allowed(service_id: str) -> None:
     with pytest.raises(ConfigError, match="pattern"):
         UsageConfig.from_dict(make(services=[{"service_id": service_id}]), source="m")
+
+
+def test_a_cost_manager_handling_config_is_checked_at_load() -> None:
+    broken = {"tracked_methods": [{"method": "chat.completions.create", "usage_extractor": "x"}]}
+    with pytest.raises(ConfigError, match="handling_config is invalid"):
+        UsageConfig.from_dict(make(handling_config=broken), source="m")
+    # Free-form notes without tracked_methods stay allowed.
+    notes = UsageConfig.from_dict(make(handling_config={"duration_unit": "seconds"}), source="m")
+    assert notes.handling_config == {"duration_unit": "seconds"}

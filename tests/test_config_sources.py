@@ -42,7 +42,14 @@ def write_config(folder: Path, config_id: str, schema: dict[str, str]) -> Path:
 
 def test_directory_loads_every_example_config(schemas_dir: Path) -> None:
     configs = DirectoryConfigSource(schemas_dir).all()
-    assert [c.config_id for c in configs] == ["heygen", "internal-api", "llm", "openai-chat"]
+    assert [c.config_id for c in configs] == [
+        "anthropic",
+        "heygen",
+        "internal-api",
+        "llm",
+        "openai-chat",
+        "openai",
+    ]
     chat = DirectoryConfigSource(schemas_dir).get("openai-chat")
     assert chat.manual_usage_schema["tool_calls"] == "Optional[Dict[str, int]]"
     assert chat.service("openai::gpt-4o-mini").pricing is not None

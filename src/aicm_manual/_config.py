@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ._handling import is_handling_config, parse_handling_config
 from ._types import FLOAT, INT, TypeNode, UnionOf
 from ._validator import TypeValidator
 from .errors import ConfigError, ConfigNotFoundError, SchemaError, TypeStringError
@@ -175,6 +176,8 @@ class UsageConfig:
         handling = data.get("handling_config")
         if handling is not None and not isinstance(handling, Mapping):
             raise ConfigError(f"{where}: handling_config must be an object")
+        if is_handling_config(handling):
+            parse_handling_config(handling, where)  # a CostManager's: fail at load, not use
         return cls(
             config_id=config_id,
             validator=validator,

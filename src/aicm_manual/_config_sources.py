@@ -21,6 +21,7 @@ from urllib.parse import quote
 import cachetools
 
 from ._config import ID_PATTERN, UsageConfig
+from ._handling import is_handling_config
 from ._http import HttpClient
 from ._secret import Secret
 from .errors import ConfigError, ConfigFetchError, ConfigNotFoundError, TransportError
@@ -42,13 +43,20 @@ def config_for_service(configs: Iterable[UsageConfig], service_id: str) -> Usage
     """The config listing ``service_id``: one with an exact entry wins over a ``vendor::*``
     one; None when no config lists it."""
     fallback: UsageConfig | None = None
+    client_fallback: UsageConfig | None = None
     for config in configs:
         found = config.find_service(service_id)
         if found is not None and found.service_id == service_id:
             return config
-        if found is not None and fallback is None:
+        if found is None:
+            continue
+        # A CostManager's config (one with tracked_methods) is for its client's records;
+        # a manual record matching only by vendor goes to a plain config such as llm.
+        if is_handling_config(config.handling_config):
+            client_fallback = client_fallback or config
+        elif fallback is None:
             fallback = config
-    return fallback
+    return fallback or client_fallback
 
 
 class DirectoryConfigSource:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
+from . import _llm_track
 from ._anonymize import Anonymizer, anonymize, default_anonymizer, field_set
 from ._batch import BatchItem, batch_answer
 from ._config import ServiceConfig, UsageConfig
@@ -26,6 +27,7 @@ from ._delivery_settings import DeliverySettings, DeliveryType, OnFull
 from ._engine import DeliveryEngine
 from ._global import get_global_delivery
 from ._ids import new_response_id
+from ._llm_streams import AsyncLlmStream, LlmStream
 from ._logging import configure_logging, log, redacted_body
 from ._pending import OnDiscard
 from ._records import (
@@ -49,6 +51,7 @@ from .errors import (
 )
 
 DEFAULT_CLOSE_TIMEOUT = 10.0
+_T = TypeVar("_T")
 
 
 class Tracker:
@@ -411,6 +414,109 @@ class Tracker:
             for record in built:
                 self._log_body(record)
         return {"queued": len(built), "response_ids": ids}
+
+    # -- LLM responses (docs/llm.md) ----------------------------------------------------
+
+    def _llm_config_id(self) -> str:
+        # The shipped llm config takes the canonical vocabulary; a tracker built for a
+        # config of its own checks LLM records against that one.
+        return self.config_id if self.config_id is not None else _llm_track.DEFAULT_CONFIG_ID
+
+    def track_llm_usage(
+        self,
+        api_id: str,
+        response: Any,
+        *,
+        service_id: str | None = None,
+        client_customer_key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        response_id: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> str:
+        """Track one LLM response (SDK object or dict); returns the record's response_id."""
+        return _llm_track.track_llm_usage(
+            self.track,
+            api_id,
+            response,
+            service_id=service_id,
+            client_customer_key=client_customer_key,
+            context=context,
+            response_id=response_id,
+            timestamp=timestamp,
+            config_id=self._llm_config_id(),
+        )
+
+    def track_llm_stream_usage(
+        self,
+        api_id: str,
+        stream: Iterable[_T],
+        *,
+        service_id: str | None = None,
+        client_customer_key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        response_id: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> LlmStream[_T]:
+        """Wrap an LLM stream: every event unchanged, usage tracked once."""
+        return _llm_track.track_llm_stream_usage(
+            self.track,
+            api_id,
+            stream,
+            service_id=service_id,
+            client_customer_key=client_customer_key,
+            context=context,
+            response_id=response_id,
+            timestamp=timestamp,
+            config_id=self._llm_config_id(),
+        )
+
+    async def track_llm_usage_async(
+        self,
+        api_id: str,
+        response: Any,
+        *,
+        service_id: str | None = None,
+        client_customer_key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        response_id: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> str:
+        """``track_llm_usage()`` for coroutines."""
+        return await _llm_track.track_llm_usage_async(
+            self.track_async,
+            api_id,
+            response,
+            service_id=service_id,
+            client_customer_key=client_customer_key,
+            context=context,
+            response_id=response_id,
+            timestamp=timestamp,
+            config_id=self._llm_config_id(),
+        )
+
+    def track_llm_stream_usage_async(
+        self,
+        api_id: str,
+        stream: AsyncIterable[_T],
+        *,
+        service_id: str | None = None,
+        client_customer_key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        response_id: str | None = None,
+        timestamp: datetime | str | None = None,
+    ) -> AsyncLlmStream[_T]:
+        """Wrap an async LLM stream (``async for``); not awaited itself."""
+        return _llm_track.track_llm_stream_usage_async(
+            self.track_async,
+            api_id,
+            stream,
+            service_id=service_id,
+            client_customer_key=client_customer_key,
+            context=context,
+            response_id=response_id,
+            timestamp=timestamp,
+            config_id=self._llm_config_id(),
+        )
 
     # -- async twins ------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ __all__ = [
     "ConfigNotFoundError",
     "DeliveryError",
     "InvalidRecordError",
+    "LlmUsageError",
     "QueueFullError",
     "SchemaError",
     "StorageError",

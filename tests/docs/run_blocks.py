@@ -28,6 +28,20 @@ def main(path: str) -> None:
             asyncio.run(eval(code, namespace))  # noqa: S307 -- our own docs, on purpose
         else:
             exec(code, namespace)  # noqa: S102 -- our own docs, on purpose
+    _check_delivery()
+
+
+def _check_delivery() -> None:
+    """What the page tracked reached the collector: none rejected, none discarded."""
+    if "aicm_manual" not in sys.modules:
+        return
+    from aicm_manual import get_global_delivery, get_global_delivery_health
+
+    get_global_delivery().flush(30)
+    health = get_global_delivery_health()
+    bad = {k: health[k] for k in ("queued", "total_rejected", "total_discarded") if health[k]}
+    if bad:
+        raise SystemExit(f"docs page left records undelivered: {bad}, last {health['last_error']}")
 
 
 if __name__ == "__main__":

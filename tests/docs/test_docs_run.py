@@ -93,3 +93,31 @@ def test_blocks_marked_no_run_are_skipped_and_failures_surface(tmp_path: Path) -
     assert out.returncode == 1
     assert f'File "{page}", line 10' in out.stderr
     assert "AssertionError: x" in out.stderr
+
+
+def test_a_page_whose_records_are_refused_fails(collector: str, tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\nfrom aicm_manual import Tracker\n"
+        "t = Tracker('heygen', 'heygen::streaming-avatar')\n"
+        "t.track({'duration': 1.0}, response_id='same')\n"
+        "t.flush(10)\n"
+        "t.track({'duration': 2.0}, response_id='same')  # a conflict\n```\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AICM_")},
+        "AICM_API_BASE": collector,
+        "AICM_API_KEY": "aicm_docs_key",
+        "AICM_INI_PATH": str(tmp_path / "AICM.INI"),
+        "PYTHONPATH": str(Path(__file__).parent),
+    }
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "run_blocks.py"), str(page)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "left records undelivered: {'total_rejected': 1}" in out.stderr

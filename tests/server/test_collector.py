@@ -144,7 +144,14 @@ def test_configs_with_etag(collector: EmbeddedCollector) -> None:
     assert again.status_code == 304
     assert get(collector, "/api/v1/configs/nope").status_code == 404
     listing = get(collector, "/api/v1/configs").json()["configs"]
-    assert {c["config_id"] for c in listing} == {"heygen", "internal-api", "llm", "openai-chat"}
+    assert {c["config_id"] for c in listing} == {
+        "anthropic",
+        "heygen",
+        "internal-api",
+        "llm",
+        "openai",
+        "openai-chat",
+    }
 
 
 def test_events_paginate_by_cursor(collector: EmbeddedCollector) -> None:

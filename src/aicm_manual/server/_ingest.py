@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import msgspec
 
 from .._config import UsageConfig
+from .._handling import is_handling_config
 from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, StorageError
 from ._storage import IngestStatus, NewEvent, Storage
@@ -142,10 +143,14 @@ class Ingestor:
         self._counting = threading.Lock()  # answers are built on several threads
         self._routes: dict[tuple[str | None, str], _Route | str] = {}
         # For records without a config_id: the config listing each service id, exact
-        # entries apart from "vendor::*" ones; the first config (by id) when several do.
+        # entries apart from "vendor::*" ones; the first config (by id) when several do,
+        # a CostManager's config (tracked_methods) last, as the client does.
         self._exact: dict[str, UsageConfig] = {}
         self._vendor: dict[str, UsageConfig] = {}
-        for config in sorted(configs.values(), key=lambda c: c.config_id):
+        order = sorted(
+            configs.values(), key=lambda c: (is_handling_config(c.handling_config), c.config_id)
+        )
+        for config in order:
             for service in config.services:
                 table = self._vendor if service.is_pattern else self._exact
                 first = table.setdefault(service.service_id, config)
