@@ -27,6 +27,9 @@ same clock in every process on Linux). Control endpoints (no prefix):
   batch-size figures (min, median, max) to each peer's requests after its Nth
 - ``POST /reset`` forget every count; ``POST /pause`` answer every upload with
   ``503`` and ``Retry-After: 0.1`` until ``POST /resume``.
+- ``POST /keep?n=N`` keep the first N ``/api/v1/track`` records of each peer as received
+  (off by default; benchmarks/llm.py reads the usage they carry) and ``GET /records?peer=P``
+  -> ``{"records": [...]}``. ``/reset`` forgets them.
 
 Anything else gets 404 and is counted under ``other_paths``.
 """
@@ -61,6 +64,7 @@ class PeerStats:
         "first_ns",
         "first_ok_after_resume_ns",
         "ids",
+        "kept",
         "last_ns",
         "other_paths",
         "records",
@@ -81,6 +85,7 @@ class PeerStats:
         self.first_ok_after_resume_ns = 0
         self.other_paths: dict[str, int] = {}
         self.sizes: list[int] = []  # records per accepted request
+        self.kept: list[Any] = []  # the first records as received, when the sink keeps any
 
     def snapshot(self, since: int = 0) -> dict[str, Any]:
         sizes = sorted(self.sizes[since:])  # batch sizes of the requests after ``since``
@@ -106,6 +111,7 @@ class Sink:
         self.peers: dict[str, PeerStats] = {}
         self.paused = False
         self.resumed_at_ns = 0
+        self.keep = 0  # records kept per peer (POST /keep?n=N)
         self.configs: dict[str, bytes] = {}
         if schemas is not None:
             for file in sorted(schemas.glob("*.json")):
@@ -158,6 +164,8 @@ class Sink:
             )
             answer = f'{{"results": [{results}], "summary": {{"{status}": {len(ids)}}}}}'
             self.count(stats, ids)
+            if len(stats.kept) < self.keep:
+                stats.kept.extend(tracked[: self.keep - len(stats.kept)])
             return 200, {"Content-Type": "application/json"}, answer.encode()
         if sub == "/v1/batch":  # segment
             self.count(stats, [m.get("messageId") for m in json.loads(body)["batch"]])
@@ -207,6 +215,13 @@ class Sink:
             peers = {name: s.snapshot(since) for name, s in self.peers.items()}
             body = {"peers": peers, "paused": self.paused, "now_ns": time.monotonic_ns()}
             return 200, json_type, json.dumps(body).encode()
+        if path == "/records":  # ?peer=P: the records kept for that peer
+            name = query[5:] if query.startswith("peer=") else ""
+            kept = self.peers[name].kept if name in self.peers else []
+            return 200, json_type, json.dumps({"records": kept}).encode()
+        if method == "POST" and path == "/keep":  # ?n=N
+            self.keep = max(0, int(query[2:])) if query.startswith("n=") else 0
+            return 200, json_type, b"{}"
         if method == "POST" and path == "/reset":
             self.peers.clear()
             self.paused = False
