@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/validation.py
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/batch.py
+	$(BIN)/python benchmarks/llm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
