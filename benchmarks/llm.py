@@ -663,8 +663,8 @@ def report_overhead(results: dict[str, Any]) -> None:
         "theirs/ours > 1: ours is faster. 'mapping only': ours extract_usage(), theirs"
         " get_usage_from_response().\n'no-op delivery': each tracker given a delivery that"
         " appends the record to a list (ours\naicm_manual.testing.CapturingDelivery). Queued:"
-        " aicostmanager has no in-memory queue; its\npersistent_queue is SQLite, as ours."
-        " Each queued row: the same response object, re-tracked."
+        " aicostmanager has no in-memory queue; its\npersistent_queue is SQLite, as ours\n(one measurement, shown in both queued rows)."
+        " Each queued row re-tracks the same response object."
     )
     errs = [
         f"  {who} {api} {v}: {row['errors']} errors, last: {row['last_error']}"
@@ -764,8 +764,8 @@ def report_retrack(results: dict[str, Any], records: dict[str, list[Any]]) -> No
     print(
         "at sink: records / distinct response_ids / distinct timestamps. At collector: events"
         " our collector\n(embedded_collector, SQLite) stored for the response id / USD billed"
-        f" for them ({collector.get('events_total', '-')} events in all).\n'theirs,"
-        " response_id=id': aicostmanager called with response_id= the vendor's id."
+        f" for them ({collector.get('events_total', '-')} events in all).\n'theirs, id=':"
+        " aicostmanager called with response_id= the vendor's id."
     )
 
 
