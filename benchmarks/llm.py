@@ -663,8 +663,9 @@ def report_overhead(results: dict[str, Any]) -> None:
         "theirs/ours > 1: ours is faster. 'mapping only': ours extract_usage(), theirs"
         " get_usage_from_response().\n'no-op delivery': each tracker given a delivery that"
         " appends the record to a list (ours\naicm_manual.testing.CapturingDelivery). Queued:"
-        " aicostmanager has no in-memory queue; its\npersistent_queue is SQLite, as ours\n(one measurement, shown in both queued rows)."
-        " Each queued row re-tracks the same response object."
+        " aicostmanager has no in-memory queue; its\npersistent_queue is SQLite, as ours"
+        " (one measurement, shown in both queued rows).\nEach queued row re-tracks the same"
+        " response object."
     )
     errs = [
         f"  {who} {api} {v}: {row['errors']} errors, last: {row['last_error']}"
