@@ -605,7 +605,7 @@ def report_correctness(results: dict[str, Any], records: dict[str, list[Any]]) -
         rec = (ours_recs.get(case.key) or [None])[0]
         if rec is not None:
             sid, rid, ts = rec["service_id"], rec["response_id"], rec["timestamp"]
-            print(f"  {case.label:34} {sid:38} {rid:22} {ts}")
+            print(f"  {case.label:34} {sid:38} {rid:24} {ts}")
     if problems:
         print("\nerrors:")
         print("\n".join(problems))
