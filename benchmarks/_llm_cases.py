@@ -30,6 +30,14 @@ FIVE = (
     "output_tokens",
     "output_reasoning_tokens",
 )
+# Counts our records carry under genai-prices' own names (the collector prices them apart).
+EXTRA = (
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "cache_audio_read_tokens",
+    "output_audio_tokens",
+    "web_searches",
+)
 OURS_NAME = {"output_reasoning_tokens": "reasoning_tokens"}
 PROVIDER = {
     "openai_chat": "openai",
@@ -139,9 +147,9 @@ def usage_dict(usage: genai_prices.Usage) -> dict[str, int]:
 
 
 def ours_as_genai(usage: dict[str, Any]) -> dict[str, int]:
-    """One of our records' usage in genai-prices' keywords (the five counts)."""
+    """One of our records' usage in genai-prices' keywords (the five counts and EXTRA)."""
     out = {}
-    for key in FIVE:
+    for key in FIVE + EXTRA:
         value = usage.get(OURS_NAME.get(key, key))
         if value is not None:
             out[key] = value

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from aicm_manual import Tracker
+from aicm_manual import DirectoryConfigSource, Tracker
+from aicm_manual.server._pricing import Pricer, to_nanos
 from aicm_manual.testing import CapturingDelivery
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +22,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _llm_cases import (  # noqa: E402 - importable only once benchmarks/ is on the path
     CASES,
+    EXTRA,
     FIVE,
     Case,
     genai_body,
@@ -44,8 +46,9 @@ def our_record(case: Case) -> dict[str, Any]:
     return record
 
 
-def five_of(usage: dict[str, int]) -> dict[str, int]:
-    return {k: v for k, v in usage.items() if k in FIVE}
+def counted(usage: dict[str, int]) -> dict[str, int]:
+    """The counts our records carry: the five, and the EXTRA ones when not zero."""
+    return {k: v for k, v in usage.items() if k in FIVE or (k in EXTRA and v)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])
@@ -60,27 +63,16 @@ def test_the_truth_agrees_with_genai_prices_reading_the_json(case: Case) -> None
 @pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])
 def test_our_record_carries_the_vendor_counts(case: Case) -> None:
     record = our_record(case)
-    assert ours_as_genai(record["usage"]) == five_of(case.truth)
+    assert ours_as_genai(record["usage"]) == counted(case.truth)
     assert record["service_id"] == f"{case.provider}::{case.model}"
     assert record["response_id"] == vendor_id(case)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        c
-        if not c.extra
-        else pytest.param(
-            c,
-            marks=pytest.mark.xfail(
-                reason="the canonical usage has five counts: 1h cache writes, web searches "
-                "and audio input are priced as plain tokens (docs/benchmarks.md, LLM helpers)"
-            ),
-        )
-        for c in CASES
-    ],
-    ids=[c.key for c in CASES],
-)
+@pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])
 def test_our_record_costs_what_the_vendor_counts_cost(case: Case) -> None:
     record = our_record(case)
     assert price(ours_as_genai(record["usage"]), case.model, case.provider) == case.truth_cost()
+    # And what the collector charges: its Pricer on the record as sent.
+    configs = DirectoryConfigSource(ROOT / "schemas").all()
+    quote = Pricer(configs).price(record["config_id"], record["service_id"], record["usage"])
+    assert quote.cost_nanos == to_nanos(case.truth_cost())

@@ -109,6 +109,9 @@ def _openai_chat(usage: Any) -> Usage:
     _put(out, "cache_read_tokens", _count(api, prompt, "cached_tokens"))
     _put(out, "cache_write_tokens", _count(api, prompt, "cache_write_tokens"))
     _put(out, "reasoning_tokens", _count(api, completion, "reasoning_tokens"))
+    # Audio is priced apart from text (genai-prices' input/output_audio_tokens).
+    _put(out, "input_audio_tokens", _count(api, prompt, "audio_tokens") or None)
+    _put(out, "output_audio_tokens", _count(api, completion, "audio_tokens") or None)
     return out
 
 
@@ -139,6 +142,12 @@ def _anthropic(usage: Any) -> Usage:
     _put(out, "cache_write_tokens", write)
     details = field(usage, "output_tokens_details")
     _put(out, "reasoning_tokens", _count(api, details, "thinking_tokens"))
+    # 1-hour cache writes cost more than 5-minute ones; server-side web searches are
+    # billed per request. Both are counts genai-prices prices apart.
+    creation = field(usage, "cache_creation")
+    _put(out, "cache_write_1h_tokens", _count(api, creation, "ephemeral_1h_input_tokens") or None)
+    tools = field(usage, "server_tool_use")
+    _put(out, "web_searches", _count(api, tools, "web_search_requests") or None)
     return out
 
 
@@ -161,7 +170,35 @@ def _gemini(usage: Any) -> Usage:
         _count(api, usage, "cached_content_token_count", "cachedContentTokenCount"),
     )
     _put(out, "reasoning_tokens", thoughts)
+    # Audio is priced apart from text, per modality as Gemini details them.
+    _put(
+        out, "input_audio_tokens", _modality(usage, "prompt_tokens_details", "promptTokensDetails")
+    )
+    _put(
+        out,
+        "cache_audio_read_tokens",
+        _modality(usage, "cache_tokens_details", "cacheTokensDetails"),
+    )
+    _put(
+        out,
+        "output_audio_tokens",
+        _modality(usage, "candidates_tokens_details", "candidatesTokensDetails"),
+    )
     return out
+
+
+def _modality(usage: Any, *names: str, wanted: str = "AUDIO") -> int | None:
+    """The token count of one modality in a Gemini details list (None when absent or 0)."""
+    details = field(usage, *names)
+    if not isinstance(details, list | tuple):
+        return None
+    total = 0
+    for item in details:
+        modality = field(item, "modality")
+        name = getattr(modality, "value", modality)  # an SDK enum, or the REST string
+        if isinstance(name, str) and name.upper() == wanted:
+            total += _count("gemini", item, "token_count", "tokenCount") or 0
+    return total or None
 
 
 _MAPPERS: Mapping[str, Callable[[Any], Usage]] = {

@@ -51,6 +51,17 @@ TOKEN_FIELDS = (
 # Read only when the canonical field is absent or None. OpenAI's cached_input_tokens are
 # cache reads and, like cache_read_tokens, are included in input_tokens.
 TOKEN_ALIASES: Mapping[str, str] = {"cache_read_tokens": "cached_input_tokens"}
+# Counts genai-prices prices apart from the five above (same names as genai-prices'; each
+# is part of the count it refines: audio input of input_tokens, 1-hour cache writes of
+# cache_write_tokens ...). A record carrying any goes the calc_price way, never the
+# flat-rate fast path, which knows only the five.
+EXTRA_FIELDS = (
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "cache_audio_read_tokens",
+    "output_audio_tokens",
+    "web_searches",
+)
 # Our names for genai-prices' usage keys, in TOKEN_FIELDS order.
 _GENAI_KEYS = (
     "input_tokens",
@@ -161,6 +172,20 @@ class Linear:
         return round_half_even(total + tokens[3] * d + tokens[4] * e, self.denominator)
 
 
+def extra_usage(usage: Mapping[str, Any]) -> dict[str, int] | None:
+    """The non-zero EXTRA_FIELDS counts of a record ({} for most records), or None when one
+    is not a non-negative int."""
+    extras: dict[str, int] = {}
+    for name in EXTRA_FIELDS:
+        value = usage.get(name)
+        if value is None or value == 0:
+            continue
+        if type(value) is not int or value < 0:
+            return None
+        extras[name] = value
+    return extras
+
+
 def token_usage(usage: Mapping[str, Any]) -> Tokens | None:
     """The canonical token counts of a record (missing or None is 0), or None when they
     cannot be priced: not a non-negative int, or cache reads + writes above input_tokens,
@@ -255,18 +280,22 @@ class GenaiModel:
             return self.flat.of_tokens(tokens)
         return self.calc_price_nanos(tokens)
 
-    def calc_price_nanos(self, tokens: Tokens) -> int | None:
+    def calc_price_nanos(
+        self, tokens: Tokens, extras: Mapping[str, int] | None = None
+    ) -> int | None:
         """The reference path: genai_prices.calc_price, rounded like the fast path."""
         try:
-            return to_nanos(self._calc_price(tokens).total_price)
+            return to_nanos(self._calc_price(tokens, extras).total_price)
         except (LookupError, ValueError, TypeError, ArithmeticError):
             return None
 
-    def _calc_price(self, tokens: Tokens) -> PriceCalculation:
+    def _calc_price(
+        self, tokens: Tokens, extras: Mapping[str, int] | None = None
+    ) -> PriceCalculation:
         from genai_prices import Usage, calc_price
 
         # Every key is passed, zeros included, so genai-prices never infers a missing one.
-        usage = Usage(**dict(zip(_GENAI_KEYS, tokens, strict=True)))
+        usage = Usage(**dict(zip(_GENAI_KEYS, tokens, strict=True)), **(extras or {}))
         return calc_price(usage, self.model, provider_id=self.provider)
 
     def _flat_rates(self) -> Linear | None:
@@ -359,7 +388,10 @@ class Pricer:
         if type(target) is GenaiModel:
             tokens = token_usage(usage)
             if tokens is not None:
-                nanos = target.nanos(tokens)
+                extras = extra_usage(usage)
+                if extras is None:
+                    return _NO_QUOTE
+                nanos = target.calc_price_nanos(tokens, extras) if extras else target.nanos(tokens)
                 if nanos is not None:
                     return nanos, "USD", target.source
         elif type(target) is _UnitPlan:
