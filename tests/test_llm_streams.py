@@ -646,3 +646,23 @@ def test_abandoned_async_stream_outside_a_loop_runs_its_track_to_completion() ->
     del stream
     gc.collect()
     assert [u["output_tokens"] for u in track.usages] == [1]
+
+
+def test_anthropic_stream_keeps_one_hour_cache_writes_and_web_searches() -> None:
+    events = [dict(e) for e in ANTHROPIC_EVENTS]
+    start = {**events[0], "message": dict(events[0]["message"])}
+    start["message"]["usage"] = {
+        **start["message"]["usage"],
+        "cache_creation": {"ephemeral_1h_input_tokens": 200, "ephemeral_5m_input_tokens": 0},
+    }
+    events[0] = start
+    delta = dict(events[5])
+    tools = {"web_search_requests": 2, "web_fetch_requests": 0}
+    delta["usage"] = {**delta["usage"], "server_tool_use": tools}
+    events[5] = delta
+    track = Recorder()
+    list(track_llm_stream_usage(track, "anthropic", [ANTHROPIC.build(e) for e in events]))
+    [usage] = track.usages
+    assert usage["cache_write_1h_tokens"] == 200
+    assert usage["web_searches"] == 2
+    assert usage["output_tokens"] == 250

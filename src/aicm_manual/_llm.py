@@ -303,6 +303,8 @@ _ANTHROPIC_FIELDS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
     "output_tokens_details",
+    "cache_creation",  # the 1-hour share of the cache writes
+    "server_tool_use",  # web searches, counted in message_delta
 )
 _RESPONSES_WITH_USAGE = frozenset(
     {"response.completed", "response.incomplete", "response.failed", "response.created"}
@@ -332,10 +334,22 @@ class StreamUsage:
     def feed(self, event: Any) -> None:
         """Take note of one event; never raises for events that carry nothing of use."""
         api = self.api_id
+        # Id, model and time are read until known: most chunks then cost one lookup.
+        known = self.response_id is not None and self.model is not None
         if api == "openai_chat":
+            if known:
+                usage = field(event, "usage")
+                if usage is not None:
+                    self._usage = usage
+                return
             self._note(field(event, "id"), field(event, "model"), field(event, "usage"))
             self._when(field(event, "created"))
         elif api == "gemini":
+            if known:
+                usage = field(event, "usage_metadata", "usageMetadata")
+                if usage is not None:
+                    self._usage = usage
+                return
             self._note(
                 field(event, "response_id", "responseId"),
                 field(event, "model_version", "modelVersion"),
