@@ -74,6 +74,16 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# The write connection's settings (benchmarks/collector.py times raw inserts with them too).
+WRITER_PRAGMAS = (
+    "PRAGMA synchronous=NORMAL",  # WAL: durable at checkpoints, never corrupt
+    # Checkpoints run beside the writer (Checkpointer); this one is only a safety net.
+    "PRAGMA wal_autocheckpoint=100000",
+    "PRAGMA journal_size_limit=134217728",  # a WAL that grew shrinks back to 128 MiB
+    # Random-uuid keys touch index pages all over the file; a 64 MiB cache keeps the hot
+    # ones in memory (with the default 2 MiB most inserts read a page back).
+    "PRAGMA cache_size=-65536",
+)
 # config_id '' is "no config" (see _storage): handed back as NULL.
 _EVENT_COLUMNS = (
     "id, tenant, NULLIF(config_id, ''), service_id, response_id, timestamp_us, received_us,"
@@ -93,13 +103,8 @@ class SqliteStorage:
         self._closed = False
         self._db = self._connect()
         self._set_wal()
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # Checkpoints run beside the writer (Checkpointer); this is only a safety net.
-        self._db.execute("PRAGMA wal_autocheckpoint=100000")
-        self._db.execute("PRAGMA journal_size_limit=134217728")  # a WAL that grew shrinks back
-        # Random-uuid keys touch index pages all over the file; a 64 MiB cache keeps the
-        # hot ones in memory (the default 2 MiB made each insert a page read).
-        self._db.execute("PRAGMA cache_size=-65536")
+        for pragma in WRITER_PRAGMAS:
+            self._db.execute(pragma)
         self._migrate()
         self._writer = Writer(self._db, self._ingest_rows, Checkpointer(self._connect))
 
@@ -156,29 +161,30 @@ class SqliteStorage:
         """Insert one batch (the writer merges waiting requests into one) inside the
         writer's transaction; answer each event in order."""
         (before,) = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        rows = [
+            (
+                e.tenant,
+                e.config_id or "",
+                e.service_id,
+                e.response_id,
+                e.timestamp_us,
+                at,
+                e.client_customer_key,
+                e.usage,
+                e.context,
+                e.payload_hash,
+                e.cost_nanos,
+                e.currency,
+                e.price_source,
+            )
+            for e, at in zip(events, received, strict=True)
+        ]
         inserted = db.executemany(
             "INSERT INTO events (tenant, config_id, service_id, response_id, timestamp_us,"
             " received_us, client_customer_key, usage, context, payload_hash, cost_nanos,"
             " currency, price_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (tenant, response_id, service_id) DO NOTHING",
-            [
-                (
-                    e.tenant,
-                    e.config_id or "",
-                    e.service_id,
-                    e.response_id,
-                    e.timestamp_us,
-                    at,
-                    e.client_customer_key,
-                    e.usage,
-                    e.context,
-                    e.payload_hash,
-                    e.cost_nanos,
-                    e.currency,
-                    e.price_source,
-                )
-                for e, at in zip(events, received, strict=True)
-            ],
+            rows,
         ).rowcount
         statuses: list[IngestStatus]
         accepted: Sequence[NewEvent]
