@@ -95,7 +95,8 @@ WRITER_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",  # WAL: durable at checkpoints, never corrupt
     # Checkpoints run beside the writer (Checkpointer); this one is only a safety net.
     "PRAGMA wal_autocheckpoint=100000",
-    "PRAGMA journal_size_limit=134217728",  # a WAL that grew shrinks back to 128 MiB
+    # A WAL that grew past its usual 256 MiB (readers holding old snapshots) shrinks back.
+    "PRAGMA journal_size_limit=536870912",
     # Random-uuid keys touch index pages all over the file; a 64 MiB cache keeps the hot
     # ones in memory (with the default 2 MiB most inserts read a page back).
     "PRAGMA cache_size=-65536",
