@@ -346,3 +346,12 @@ def test_llm_config_does_not_price_a_vendor_it_does_not_list() -> None:
     assert pricer.unpriced_reason("llm", "mistral::mistral-large") == (
         "no config 'llm' with a service 'mistral::mistral-large'"
     )
+
+
+def test_warm_up_resolves_the_models_configs_name_before_any_record() -> None:
+    genai_version()
+    pricer = Pricer(DirectoryConfigSource(SCHEMAS).all())
+    pricer.warm_up()
+    resolved = {key for key, model in pricer._models.items() if not isinstance(model, str)}
+    assert {("openai", "gpt-4o-mini"), ("openai", "gpt-4o")} <= resolved
+    assert all(provider != "anthropic" for provider, _ in pricer._models)  # only a pattern

@@ -139,3 +139,32 @@ def test_the_checkpointer_stops_with_the_storage(tmp_path: Path) -> None:
     assert not storage._writer._thread.is_alive()
     with pytest.raises(RuntimeError, match="closed"):
         storage.ingest([ev("r2")])
+
+
+def test_the_writer_is_handed_the_copy_once_per_wal(tmp_path: Path) -> None:
+    """A pass right after the writer's copy finds the old WAL all copied and still as long:
+    handing over again would make the writer copy the next WAL's first pages for nothing."""
+    path = tmp_path / "c.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("CREATE TABLE t (x BLOB)")
+    for _ in range(60):
+        db.execute("INSERT INTO t VALUES (randomblob(3000))")
+    checkpointer = Checkpointer(lambda: sqlite3.connect(path, check_same_thread=False), 50)
+    try:
+        frames = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        assert frames >= 50
+        assert checkpointer._hand_over_after(0, frames, frames)  # long enough, all copied
+        assert not checkpointer._hand_over_after(1, frames, frames)  # a pass was busy
+        assert not checkpointer._hand_over_after(0, frames, frames - 1)  # not all copied
+        assert not checkpointer._hand_over_after(0, 49, 49)  # too short to start over
+        checkpointer.finish(db)  # the writer copies the rest...
+        assert not checkpointer._hand_over_after(0, frames, frames)  # ...once for this WAL
+        db.execute("INSERT INTO t VALUES (randomblob(3000))")  # the WAL starts over
+        db.execute("INSERT INTO t VALUES (randomblob(3000))")
+        grown = frames + 2
+        assert checkpointer._hand_over_after(0, grown, grown)  # it did not: hand over again
+    finally:
+        checkpointer.close()
+        db.close()

@@ -280,6 +280,41 @@ def test_list_events_filters(storage: Storage) -> None:
     assert rids(service_id="nope") == []
 
 
+def test_time_windows_around_hours_and_before_1970(storage: Storage) -> None:
+    """Windows cut inside hours and around the epoch (SQLite finds them by hour, and its
+    integer division rounds towards zero, unlike Python's)."""
+    epoch_hour = [-HOUR - 1, -HOUR, -2, -1, 0, 1, HOUR - 1, HOUR, 5 * HOUR + 7]
+    storage.ingest([ev(f"t{n}", at=at) for n, at in enumerate(epoch_hour)])
+
+    def rids(since: int | None, until: int | None) -> list[str]:
+        events = storage.list_events("tenant-a", since_us=since, until_us=until)
+        expected = [
+            f"t{n}"
+            for n, at in enumerate(epoch_hour)
+            if (since is None or at >= since) and (until is None or at < until)
+        ]
+        assert [e.response_id for e in events] == expected, (since, until)
+        usage = storage.usage("tenant-a", "day", "service_id", since, until)
+        summary = storage.cost_summary("tenant-a", "service_id", since, until)
+        assert sum(r.events for r in usage) == sum(r.events for r in summary) == len(expected)
+        return expected
+
+    assert len(rids(None, None)) == 9
+    for since, until in [
+        (-HOUR, -1),
+        (-HOUR, 0),
+        (-HOUR + 1, 1),
+        (-2 * HOUR, -HOUR),
+        (-1, HOUR),
+        (1, HOUR - 1),
+        (-HOUR - 1, 5 * HOUR + 7),
+        (HOUR, None),
+        (None, -HOUR),
+        (5 * HOUR, 5 * HOUR + 8),
+    ]:
+        rids(since, until)
+
+
 def test_list_events_keyset_pagination_follows_storage_order(storage: Storage) -> None:
     rids = [f"r{i:02d}" for i in range(25)]
     # arrival order differs from key order, across batches and inside each one

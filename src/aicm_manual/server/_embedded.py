@@ -44,6 +44,7 @@ def build(
     keys = [parse_key_spec(spec) for spec in api_keys]
     configs = DirectoryConfigSource(schemas_dir).all()
     pricer = Pricer(configs)
+    pricer.warm_up()
     storage = open_storage(database)
     try:
         for tenant, key in keys:

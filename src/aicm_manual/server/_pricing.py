@@ -363,6 +363,13 @@ class Pricer:
         # need a model lookup per service id, which would otherwise run per record.
         self._targets: dict[tuple[str, str], _UnitPlan | GenaiModel | None] = {}
 
+    def warm_up(self) -> None:
+        """Resolve every model a config names, now rather than on its first record: the
+        first import of genai-prices and a model's flat rates took ~170 ms of one request."""
+        for (config_id, service_id), plan in self._plans.items():
+            if isinstance(plan, GenaiPricesRef) and plan.model is not None:
+                self._target((config_id, service_id))
+
     def _plan_for(self, config_id: str, service_id: str) -> _Plan | None:
         plan = self._plans.get((config_id, service_id))
         if plan is None:
