@@ -303,3 +303,39 @@ def test_immediate_batch_with_one_bad_record_sends_nothing(
     with pytest.raises(BatchValidationError, match=r"latency_ms\[0\]: expected float \(finite\)"):
         tracker.track_batch(records)
     assert config_server.collector.requests == []
+
+
+def test_queued_track_async_stays_on_the_loop_while_there_is_room(
+    config_server: ConfigServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops: list[str] = []
+    real = asyncio.to_thread
+
+    async def counting(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(func, "__name__", "?"))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    queued = Tracker(
+        "heygen", "heygen::streaming-avatar", aicm_api_base=config_server.url, environ=NO_INI
+    )
+    assert queued.delivery_settings.on_full.value == "block"  # the default policy
+    immediate = Tracker(
+        "heygen",
+        "heygen::streaming-avatar",
+        aicm_api_base=config_server.url,
+        delivery_type="immediate",
+        environ=NO_INI,
+    )
+
+    async def main() -> None:
+        await queued.track_async({"duration": 1.0})
+        await queued.track_batch_async([{"usage": {"duration": 1.0}}] * 3)
+        assert hops == []  # enqueued right on the loop: room in the queue, nothing waits
+        await immediate.track_async({"duration": 1.0})
+        await immediate.track_batch_async([{"usage": {"duration": 1.0}}])
+        assert hops == ["track", "track_batch"]
+
+    asyncio.run(main())
+    assert queued.close(10) == 0
+    assert len(config_server.collector.records()) == 6

@@ -140,6 +140,15 @@ class DeliveryEngine:
         if was_empty or len(queue) % self._batch_size == 0:
             self._wake.set()
 
+    def has_room(self, delivery_type: DeliveryType, records: int = 1) -> bool:
+        """Whether ``records`` more fit without the on-full policy, right now (advisory:
+        async callers use it to stay on the event loop when nothing can wait)."""
+        if delivery_type is DeliveryType.PERSISTENT_QUEUE:
+            return self._spool_known + records <= self.settings.spool_size
+        if delivery_type is DeliveryType.MEM_QUEUE:
+            return len(self._queue) + self._pending_total + records <= self._capacity
+        return False  # immediate always waits for the collector
+
     def submit_durable(self, record: UsageRecord, target: Target) -> None:
         """persistent_queue: commit the record to the spool before returning."""
         try:

@@ -151,10 +151,7 @@ class Tracker:
         self._submit = delivery.submit
         mode = self.delivery_settings.delivery_type
         self._durable = mode is DeliveryType.PERSISTENT_QUEUE
-        # Calls that may wait (a request, or room in a full queue) leave the event loop.
-        self._may_block = self._engine is not None and (
-            mode is DeliveryType.IMMEDIATE or self.delivery_settings.on_full is OnFull.BLOCK
-        )
+        self._mode = mode
         self._customer_key: str | None = None
         self._context: dict[str, Any] | None = None
         self.set_customer_key(client_customer_key)
@@ -526,7 +523,7 @@ class Tracker:
         Queued modes enqueue right here (no thread hop, nothing that waits); immediate
         mode and the ``block`` on-full policy run in a worker thread.
         """
-        if self._may_block:
+        if self._may_block(1):
             import asyncio
 
             return await asyncio.to_thread(self.track, *args, **kwargs)
@@ -540,7 +537,8 @@ class Tracker:
         anonymizer: Anonymizer | None = None,
     ) -> dict[str, Any]:
         """``track_batch()`` for coroutines (a worker thread when it may wait)."""
-        if self._may_block:
+        records = list(records)
+        if self._may_block(len(records)):
             import asyncio
 
             return await asyncio.to_thread(
@@ -550,6 +548,18 @@ class Tracker:
                 anonymizer=anonymizer,
             )
         return self.track_batch(records, anonymize_fields=anonymize_fields, anonymizer=anonymizer)
+
+    def _may_block(self, records: int) -> bool:
+        """Whether tracking ``records`` now could wait: a request (immediate), or room in a
+        full queue under the ``block`` policy. Such calls leave the event loop."""
+        engine = self._engine
+        if engine is None:
+            return False
+        if self._mode is DeliveryType.IMMEDIATE:
+            return True
+        return self.delivery_settings.on_full is OnFull.BLOCK and not engine.has_room(
+            self._mode, records
+        )
 
     async def aflush(self, timeout: float | None = None) -> int:
         import asyncio
