@@ -679,12 +679,17 @@ def phase_pricing() -> dict[str, Any]:
         ),
         (
             "whole record, gpt-4o-mini",
-            lambda: ingestor._prepare(TENANT, chat_record),
-            "Ingestor._prepare",
+            lambda: ingestor._fast(TENANT, chat_record),
+            "Ingestor._fast",
         ),
         (
             "whole record, heygen",
-            lambda: ingestor._prepare(TENANT, avatar_record),
+            lambda: ingestor._fast(TENANT, avatar_record),
+            "Ingestor._fast",
+        ),
+        (
+            "whole record, gpt-4o-mini, every check worded",
+            lambda: ingestor._prepare(TENANT, chat_record),
             "Ingestor._prepare",
         ),
     ]
