@@ -35,13 +35,13 @@ def field_set(fields: Iterable[str] | None) -> frozenset[str]:
     return names
 
 
-def anonymize(value: Any, fields: frozenset[str], anonymizer: Anonymizer) -> Any:
-    """A copy of JSON-like ``value`` with the values under ``fields`` keys replaced."""
+def scrub(value: Any, fields: frozenset[str], anonymizer: Anonymizer) -> Any:
+    """Replace, in place, the values under ``fields`` keys at any depth of JSON-like
+    ``value`` (the tracker's own copy of a payload); returns ``value``."""
     if isinstance(value, dict):
-        return {
-            k: anonymizer(v) if k in fields else anonymize(v, fields, anonymizer)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [anonymize(v, fields, anonymizer) for v in value]
+        for key, item in value.items():
+            value[key] = anonymizer(item) if key in fields else scrub(item, fields, anonymizer)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            value[index] = scrub(item, fields, anonymizer)
     return value

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from . import _llm_track
-from ._anonymize import Anonymizer, anonymize, default_anonymizer, field_set
+from ._anonymize import Anonymizer, default_anonymizer, field_set, scrub
 from ._batch import BatchItem, batch_answer
 from ._config import ServiceConfig, UsageConfig
 from ._config_sources import ConfigSource, DirectoryConfigSource, shared_http_source
@@ -291,15 +291,23 @@ class Tracker:
         else:
             route = self._route(config_id, service_id)
         fields, anonymizer = anon or (self._anon_fields, self._anonymizer)
+        # The record owns copies of usage and context; each is copied once, and the
+        # tracker's default context (copied by set_context, replaced, never changed) not
+        # at all.
+        owned_usage = False
+        own_context: dict[str, Any] | None
         if context is None:
-            context = self._context
+            own_context = self._context
         elif not isinstance(context, Mapping):
             raise InvalidRecordError(f"context must be a mapping, got {type(context).__name__}")
+        else:
+            own_context = _copied(context)
         if fields:
             if isinstance(usage, Mapping):
-                usage = anonymize(dict(usage), fields, anonymizer)
-            if context is not None:
-                context = anonymize(dict(context), fields, anonymizer)
+                usage = scrub(_copied(usage), fields, anonymizer)
+                owned_usage = True
+            if own_context is not None:
+                own_context = scrub(copy_value(own_context), fields, anonymizer)
         if route.validate is not None:
             route.validate(usage)
         elif not isinstance(usage, Mapping):
@@ -319,9 +327,9 @@ class Tracker:
             route.service_id,
             response_id,
             normalise_timestamp(timestamp),
-            copy_value(usage if type(usage) is dict else dict(usage)),
+            usage if owned_usage else _copied(usage),
             customer,
-            None if context is None else copy_value(dict(context)),
+            own_context,
         )
 
     def _route(self, config_id: str | None, service_id: str | None) -> Route:
@@ -607,6 +615,10 @@ class Tracker:
             f"<Tracker{state} config_id={self.config_id!r} service_id={self.service_id!r} "
             f"api_base={self.settings.api_base!r} api_key={key}>"
         )
+
+
+def _copied(usage: Mapping[str, Any]) -> dict[str, Any]:
+    return copy_value(usage if type(usage) is dict else dict(usage))  # type: ignore[no-any-return]
 
 
 def _seed_form(first: Any, second: Any, third: Any, service_id: str | None) -> tuple[Any, str]:
