@@ -81,10 +81,10 @@ class Settings:
             api_base=_api_base(base, base_from),
             api_key=key if isinstance(key, Secret) or key is None else Secret(str(key)),
             ini_path=ini_path,
-            schemas_dir=_schemas_dir(schemas, schemas_from, ini_path),
+            schemas_dir=_ini_relative_path(schemas, schemas_from, ini_path),
             config_ttl=_ttl(ttl, ttl_from),
             ini=sections,
-            log_file=_schemas_dir(log_path, log_path_from, ini_path),
+            log_file=_ini_relative_path(log_path, log_path_from, ini_path),
             log_level=_level(level, level_from),
             log_bodies=_flag("AICM_LOG_BODIES", bodies, bodies_from),
         )
@@ -128,7 +128,7 @@ def _api_base(value: object, source: str) -> str:
     return text
 
 
-def _schemas_dir(value: object, source: str, ini_path: Path) -> Path | None:
+def _ini_relative_path(value: object, source: str, ini_path: Path) -> Path | None:
     if value is None:
         return None
     path = Path(str(value)).expanduser()

@@ -116,11 +116,9 @@ class Tracker:
         self.config: UsageConfig | None = None
         if config_id is not None:
             self.config = config_source.get(config_id)
-            if service_id is None:
-                # A config with a single named service needs no service argument.
-                named = [s for s in self.config.services if not s.is_pattern]
-                if len(named) == 1 and len(self.config.services) == 1:
-                    service_id = named[0].service_id
+            services = self.config.services
+            if service_id is None and len(services) == 1 and not services[0].is_pattern:
+                service_id = services[0].service_id  # the only service needs no argument
         self._routes = Routes(config_source, self.config)
         self.config_id = config_id
         self.service_id = service_id
