@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import msgspec
 
 from .._config import UsageConfig
-from .._handling import is_handling_config
+from .._config_sources import config_for_service
 from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, StorageError
 from ._storage import IngestStatus, NewEvent, Storage
@@ -142,26 +142,24 @@ class Ingestor:
         self.counts: dict[str, int] = {}  # records by status, for /metrics
         self._counting = threading.Lock()  # answers are built on several threads
         self._routes: dict[tuple[str | None, str], _Route | str] = {}
-        # For records without a config_id: the config listing each service id, exact
-        # entries apart from "vendor::*" ones; the first config (by id) when several do,
-        # a CostManager's config (tracked_methods) last, as the client does.
-        self._exact: dict[str, UsageConfig] = {}
-        self._vendor: dict[str, UsageConfig] = {}
-        order = sorted(
-            configs.values(), key=lambda c: (is_handling_config(c.handling_config), c.config_id)
-        )
-        for config in order:
+        # For records without a config_id: configs in id order, searched by the client's
+        # rule (config_for_service), so both sides file a record alike.
+        self._by_id = sorted(configs.values(), key=lambda c: c.config_id)
+        first: dict[str, str] = {}
+        for config in self._by_id:
             for service in config.services:
-                table = self._vendor if service.is_pattern else self._exact
-                first = table.setdefault(service.service_id, config)
-                if first is not config:
+                earlier = first.setdefault(service.service_id, config.config_id)
+                if earlier != config.config_id:
+                    # "vendor::" names no model, so only "vendor::*" entries can match it.
+                    probe = service.service_id.removesuffix("*")
+                    winner = config_for_service(self._by_id, probe)
                     log.warning(
                         "aicm collector: configs %r and %r both list %r; records without a"
                         " config_id go to %r",
-                        first.config_id,
+                        earlier,
                         config.config_id,
                         service.service_id,
-                        first.config_id,
+                        None if winner is None else winner.config_id,
                     )
 
     def handle(self, tenant: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -329,10 +327,7 @@ class Ingestor:
         its "vendor::*"; a service no config lists is stored without one, unpriced."""
         route: _Route | str
         if config_id is None:
-            vendor, sep, _ = service_id.partition("::")
-            config = self._exact.get(service_id) or (
-                self._vendor.get(f"{vendor}::*") if sep else None
-            )
+            config = config_for_service(self._by_id, service_id)
             route = _NO_CONFIG if config is None else _Route(config, config.validator.is_valid)
         elif (config := self.configs.get(config_id)) is None:
             route = f"unknown config_id {config_id!r}"
