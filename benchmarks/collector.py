@@ -7,7 +7,8 @@
    are counted in the database and through ``/api/v1/costs/summary``; the CPU that other
    processes used meanwhile is printed (the machine may be shared). Beside it, in the
    same run: raw ``executemany`` into the same ``events`` table, one transaction per batch,
-   with the storage writer's own pragmas and no checkpoint at all (the physical limit),
+   with the storage writer's own pragmas, no checkpoint at all and no rollups (the rollup
+   trigger dropped): the physical limit,
    and the layers in between (``SqliteStorage.ingest``, ``Ingestor.handle`` without HTTP).
    After the load, one client alone sends 40 batches: a batch's latency without queueing
    behind the others.
@@ -453,6 +454,8 @@ def sqlite_layers(events: list[Any], args: argparse.Namespace, tmp: Path) -> lis
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for statement in (*WRITER_PRAGMAS, *setup):  # as SqliteStorage's writer, then changes
             db.execute(statement)
+        # The bare insert: without the trigger that keeps the collector's rollups.
+        db.execute("DROP TRIGGER events_rollup")
         return db
 
     def raw(label: str, *setup: str, per_transaction: int = 1) -> None:
@@ -757,8 +760,8 @@ def bulk_events(count: int, args: argparse.Namespace) -> Iterator[list[Any]]:
         yield batch
 
 
-# The collector's rollup upsert (SqliteStorage._ingest), and a check that the rollups
-# equal the events grouped the way storage.rollup_key groups them.
+# An upsert of rollup_deltas (the collector's trigger keeps the same sums), and a check
+# that the rollups equal the events grouped the way storage.rollup_key groups them.
 ROLLUP_UPSERT = (
     "INSERT INTO rollups_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (tenant, day, client_customer_key, service_id, currency)"
@@ -810,6 +813,10 @@ def bulk_executemany(path: Path, args: argparse.Namespace) -> tuple[float, str]:
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("PRAGMA synchronous=OFF")
         db.execute("PRAGMA cache_size=-262144")
+        (trigger,) = db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'events_rollup'"
+        ).fetchone()
+        db.execute("DROP TRIGGER events_rollup")  # the rollups come from rollup_deltas here
         for batch in bulk_events(args.summary_events, args):
             db.execute("BEGIN")
             db.executemany(INSERT_SQLITE, [event_row(e, received) for e in batch])
@@ -818,6 +825,7 @@ def bulk_executemany(path: Path, args: argparse.Namespace) -> tuple[float, str]:
             db.execute("COMMIT")
             if perf_ns() > deadline:
                 break
+        db.execute(trigger)
     return (perf_ns() - t0) / 1e9, "executemany + rollup_deltas, synchronous=OFF"
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from test_storage_contract import DAY0, HOUR, ev
 
+from aicm_manual.server import _sqlite
 from aicm_manual.server._sqlite import MIGRATIONS, SqliteStorage
-from aicm_manual.server._storage import US_PER_DAY, SummaryRow
+from aicm_manual.server._storage import US_PER_DAY, NewEvent, SummaryRow, rollup_deltas
 
 
 def test_a_file_from_the_first_schema_is_migrated_and_keeps_its_events(tmp_path: Path) -> None:
@@ -46,6 +47,10 @@ def test_a_file_from_the_first_schema_is_migrated_and_keeps_its_events(tmp_path:
             SummaryRow("acme", "USD", 3, 3_000, 0)
         ]
         assert storage.ingest([ev("r3")]) == ["accepted"]
+        # The rollups now follow by trigger: the new event counted once, the old ones kept.
+        assert storage.cost_summary("tenant-a", "client_customer_key", None, None) == [
+            SummaryRow("acme", "USD", 4, 4_000, 0)
+        ]
         db = sqlite3.connect(path)
         versions = [v for (v,) in db.execute("SELECT version FROM schema_migrations")]
         indexes = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
@@ -98,3 +103,88 @@ def test_time_windows_and_open_summaries_use_their_indexes(tmp_path: Path) -> No
         assert "(tenant=? AND day>? AND day<?)" in one_day[0], one_day  # the key's day range
     finally:
         storage.close()
+
+
+def stored_rollups(path: Path) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return [
+            ((day, customer, service, currency), events, cost, unpriced)
+            for day, customer, service, currency, events, cost, unpriced in db.execute(
+                "SELECT day, client_customer_key, service_id, currency, events, cost_nanos,"
+                " unpriced FROM rollups_daily ORDER BY day, client_customer_key, service_id,"
+                " currency"
+            )
+        ]
+    finally:
+        db.close()
+
+
+def test_the_rollup_trigger_keys_and_sums_as_rollup_deltas_does(tmp_path: Path) -> None:
+    # Before 1970 too (SQLite divides towards zero, the rollup day is floored), records
+    # without a customer, unpriced ones, and a priced one with no currency.
+    events = [
+        ev("a", at=-1),
+        ev("b", at=-US_PER_DAY),
+        ev("c", at=-US_PER_DAY - 1),
+        ev("d", at=0, customer=None),
+        ev("e", at=DAY0, cost=None),
+        ev("f", at=DAY0 + HOUR, cost=None, customer=None),
+        ev("g", at=DAY0 + 2 * HOUR, cost=-5),
+        ev("h", at=DAY0 + 3 * HOUR, currency=None),
+        ev("i", at=US_PER_DAY - 1, service="heygen::streaming-avatar", cost=17),
+    ]
+    storage = SqliteStorage(tmp_path / "c.db")
+    try:
+        assert storage.ingest(events) == ["accepted"] * len(events)
+    finally:
+        storage.close()
+    assert stored_rollups(tmp_path / "c.db") == sorted(rollup_deltas(events))
+
+
+def test_a_batch_over_one_statement_is_one_transaction_with_in_batch_duplicates(
+    tmp_path: Path,
+) -> None:
+    storage = SqliteStorage(tmp_path / "c.db")
+    try:
+        per_statement = storage._max_rows
+        first = [ev(f"r{n}", at=DAY0 + n) for n in range(per_statement + 150)]
+        # A copy inside the same batch, in the second statement: duplicate, or a conflict
+        # if its payload differs; both answered after the one accepted copy.
+        batch = [*first, ev("r3", at=DAY0 + 3), ev("r4", at=DAY0 + 4, usage=b"{}")]
+        statuses = storage.ingest(batch)
+        assert statuses == ["accepted"] * len(first) + ["duplicate", "conflict"]
+        assert storage.ingest(first[:5]) == ["duplicate"] * 5
+    finally:
+        storage.close()
+    assert stored_rollups(tmp_path / "c.db") == sorted(rollup_deltas(first))
+
+
+def test_a_failing_statement_stores_nothing_of_its_batch(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "c.db")
+    try:
+        per_statement = storage._max_rows
+        good = [ev(f"r{n}") for n in range(per_statement + 10)]
+        bad = NewEvent(**{**_fields(ev("bad")), "usage": None})  # NOT NULL: the insert fails
+        try:
+            storage.ingest([*good, bad])
+        except sqlite3.IntegrityError:
+            pass
+        else:
+            raise AssertionError("a NULL usage was stored")
+        assert storage.list_events("tenant-a", limit=10) == []
+        assert storage.cost_summary("tenant-a", "service_id", None, None) == []
+        assert storage.ingest(good[:3]) == ["accepted"] * 3
+    finally:
+        storage.close()
+
+
+def _fields(event: NewEvent) -> dict[str, object]:
+    return {name: getattr(event, name) for name in NewEvent.__slots__}
+
+
+def test_statement_sizes_are_few_and_fit_the_parameter_limit() -> None:
+    sizes = {_sqlite._padded(n, 2500) for n in range(1, 2501)}
+    assert len(sizes) <= 33
+    assert all(_sqlite._padded(n, 2500) >= n for n in range(1, 2501))
+    assert all(n <= _sqlite._padded(n, 76) <= 76 for n in range(1, 77))

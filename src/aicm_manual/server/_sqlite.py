@@ -12,10 +12,12 @@ UNIQUE key at write time, never by a cache.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,6 @@ from ._storage import (
     SummaryRow,
     UsageRow,
     event_window,
-    rollup_deltas,
     whole_days,
 )
 
@@ -88,6 +89,25 @@ MIGRATIONS: list[str] = [
     CREATE INDEX rollups_daily_customer ON rollups_daily
         (tenant, client_customer_key, currency, day, service_id, events, cost_nanos, unpriced);
     """,
+    # The rollups follow the events inside SQLite, so that a batch is one statement (see
+    # SqliteStorage._ingest_rows). Same keys as _storage.rollup_key; the day is floored,
+    # as Python's // does, for timestamps before 1970 too.
+    f"""
+    CREATE TRIGGER events_rollup AFTER INSERT ON events BEGIN
+        INSERT INTO rollups_daily VALUES (
+            NEW.tenant,
+            CASE WHEN NEW.timestamp_us >= 0 THEN NEW.timestamp_us / {US_PER_DAY}
+                 ELSE (NEW.timestamp_us + 1) / {US_PER_DAY} - 1 END,
+            coalesce(NEW.client_customer_key, ''),
+            NEW.service_id,
+            CASE WHEN NEW.cost_nanos IS NULL THEN '' ELSE coalesce(NEW.currency, '') END,
+            1, coalesce(NEW.cost_nanos, 0), NEW.cost_nanos IS NULL)
+        ON CONFLICT (tenant, day, client_customer_key, service_id, currency) DO UPDATE SET
+            events = events + 1,
+            cost_nanos = cost_nanos + excluded.cost_nanos,
+            unpriced = unpriced + excluded.unpriced;
+    END
+    """,
 ]
 
 # The write connection's settings (benchmarks/collector.py times raw inserts with them too).
@@ -101,6 +121,44 @@ WRITER_PRAGMAS = (
     # ones in memory (with the default 2 MiB most inserts read a page back).
     "PRAGMA cache_size=-65536",
 )
+_INSERT_COLUMNS = (
+    "tenant, config_id, service_id, response_id, timestamp_us, received_us,"
+    " client_customer_key, usage, context, payload_hash, cost_nanos, currency, price_source"
+)
+_ON_KEY = " ON CONFLICT (tenant, response_id, service_id) DO NOTHING"
+# Rows per statement come in steps (_padded), so that few statement texts exist (the
+# statement cache keeps them prepared); a statement's spare rows are NULLs WHERE leaves out.
+_ROW_STEP = 100
+_NO_ROW = (None,) * 13
+_values_sql: dict[int, str] = {}
+
+
+def _padded(n: int, max_rows: int) -> int:
+    """Rows in the statement for n rows: a power of two under _ROW_STEP, else a multiple."""
+    if n < _ROW_STEP:
+        size = min(1 << (n - 1).bit_length(), _ROW_STEP)
+    else:
+        size = -(-n // _ROW_STEP) * _ROW_STEP
+    return min(size, max_rows)
+
+
+def _insert_values(db: sqlite3.Connection, rows: list[tuple[Any, ...]], max_rows: int) -> int:
+    """Insert the rows in one statement (in their order: a later copy of a key is the
+    duplicate); the number inserted."""
+    size = _padded(len(rows), max_rows)
+    sql = _values_sql.get(size)
+    if sql is None:
+        row = f"({', '.join('?' * 13)})"
+        sql = _values_sql[size] = (
+            f"INSERT INTO events ({_INSERT_COLUMNS})"
+            f" SELECT * FROM (VALUES {', '.join([row] * size)}) WHERE column1 IS NOT NULL" + _ON_KEY
+        )
+    params = list(itertools.chain.from_iterable(rows))
+    params.extend(_NO_ROW * (size - len(rows)))
+    inserted: int = db.execute(sql, params).rowcount
+    return inserted
+
+
 # config_id '' is "no config" (see _storage): handed back as NULL.
 _EVENT_COLUMNS = (
     "id, tenant, NULLIF(config_id, ''), service_id, response_id, timestamp_us, received_us,"
@@ -119,6 +177,7 @@ class SqliteStorage:
         self._readers_lock = threading.Lock()
         self._closed = False
         self._db = self._connect()
+        self._max_rows = _max_rows(self._db)
         self._set_wal()
         for pragma in WRITER_PRAGMAS:
             self._db.execute(pragma)
@@ -156,9 +215,8 @@ class SqliteStorage:
             for version, script in enumerate(MIGRATIONS, start=1):
                 if version in done:
                     continue
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                for statement in _statements(script):
+                    db.execute(statement)
                 db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, self._clock()))
             db.execute("COMMIT")
         except BaseException:
@@ -175,78 +233,42 @@ class SqliteStorage:
     def _ingest_rows(
         self, db: sqlite3.Connection, events: Sequence[NewEvent], received: Sequence[int]
     ) -> list[IngestStatus]:
-        """Insert one batch (the writer merges waiting requests into one) inside the
-        writer's transaction; answer each event in order."""
-        (before,) = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
-        rows = [
-            (
-                e.tenant,
-                e.config_id or "",
-                e.service_id,
-                e.response_id,
-                e.timestamp_us,
-                at,
-                e.client_customer_key,
-                e.usage,
-                e.context,
-                e.payload_hash,
-                e.cost_nanos,
-                e.currency,
-                e.price_source,
-            )
-            for e, at in zip(events, received, strict=True)
-        ]
-        inserted = db.executemany(
-            "INSERT INTO events (tenant, config_id, service_id, response_id, timestamp_us,"
-            " received_us, client_customer_key, usage, context, payload_hash, cost_nanos,"
-            " currency, price_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (tenant, response_id, service_id) DO NOTHING",
-            rows,
-        ).rowcount
-        statuses: list[IngestStatus]
-        accepted: Sequence[NewEvent]
+        """Insert one batch (the writer merges waiting requests into one), in the writer's
+        transaction if there is one, else in one of its own; answer each event in order.
+        The rollups follow by trigger (migration 3).
+
+        Few statements of many rows each, because of the GIL: ``executemany`` lets go of it
+        for every row and must win it back from the event loop each time, which stalled the
+        writer to a few hundred rows/s while a request was being checked. A batch of up to
+        ``_max_rows`` events is one statement and so its own transaction: no BEGIN or COMMIT
+        to win the GIL back for either."""
+        rows = _rows(events, received)
+        chunks = [rows[i : i + self._max_rows] for i in range(0, len(rows), self._max_rows)]
+        with contextlib.nullcontext() if len(chunks) == 1 else _atomic(db):
+            inserted = sum(_insert_values(db, chunk, self._max_rows) for chunk in chunks)
         if inserted == len(events):  # every event new (the usual case): nothing to look up
-            statuses, accepted = ["accepted"] * len(events), events
-        else:
-            statuses, accepted = self._sort_out(db, events, before)
-        if accepted:
-            tenant_rows: dict[str, list[NewEvent]] = {}
-            for e in accepted:
-                tenant_rows.setdefault(e.tenant, []).append(e)
-            db.executemany(
-                "INSERT INTO rollups_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (tenant, day, client_customer_key, service_id, currency)"
-                " DO UPDATE SET events = events + excluded.events,"
-                " cost_nanos = cost_nanos + excluded.cost_nanos,"
-                " unpriced = unpriced + excluded.unpriced",
-                [
-                    (tenant, *key, n, cost, unpriced)
-                    for tenant, rows in sorted(tenant_rows.items())
-                    for key, n, cost, unpriced in rollup_deltas(rows)
-                ],
-            )
-        return statuses
+            return ["accepted"] * len(events)
+        return self._sort_out(db, events, inserted)
 
     @staticmethod
     def _sort_out(
-        db: sqlite3.Connection, events: Sequence[NewEvent], before: int
-    ) -> tuple[list[IngestStatus], list[NewEvent]]:
-        """Statuses when some events were not inserted: the rows past the id high-water mark
+        db: sqlite3.Connection, events: Sequence[NewEvent], inserted: int
+    ) -> list[IngestStatus]:
+        """Statuses when some events were not inserted: the ``inserted`` rows of highest id
         are the accepted ones (AUTOINCREMENT ids only grow, and this is the only writer)."""
         new = {
             (tenant, service, rid)
             for tenant, service, rid in db.execute(
-                "SELECT tenant, service_id, response_id FROM events WHERE id > ?", (before,)
+                "SELECT tenant, service_id, response_id FROM events ORDER BY id DESC LIMIT ?",
+                (inserted,),
             )
         }
         statuses: list[IngestStatus] = []
-        accepted: list[NewEvent] = []
         for e in events:
             key = (e.tenant, e.service_id, e.response_id)
             if key in new:
                 new.discard(key)  # a later copy in the same batch is not accepted again
                 statuses.append("accepted")
-                accepted.append(e)
                 continue
             (stored_hash,) = db.execute(
                 "SELECT payload_hash FROM events"
@@ -254,7 +276,7 @@ class SqliteStorage:
                 (e.tenant, e.response_id, e.service_id),
             ).fetchone()
             statuses.append("duplicate" if stored_hash == e.payload_hash else "conflict")
-        return statuses, accepted
+        return statuses
 
     def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
         now = self._clock()
@@ -400,6 +422,70 @@ def _window(
         where += f" AND {_HOUR} <= ?"
         args.append(_towards_zero(until_us, _US_PER_HOUR))
     return where, args
+
+
+def _max_rows(db: sqlite3.Connection) -> int:
+    """Rows per statement: 2,500, or what the limit on bound parameters allows."""
+    getlimit = getattr(db, "getlimit", None)  # Python 3.11+
+    if getlimit is not None:
+        limit: int = getlimit(9)  # SQLITE_LIMIT_VARIABLE_NUMBER
+    else:  # SQLite's default limit, raised in 3.32
+        limit = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+    rows = min(2500, limit // len(_NO_ROW))
+    return rows if rows < _ROW_STEP else rows // _ROW_STEP * _ROW_STEP
+
+
+def _rows(events: Sequence[NewEvent], received: Sequence[int]) -> list[tuple[Any, ...]]:
+    """The events as rows of _INSERT_COLUMNS."""
+    return [
+        (
+            e.tenant,
+            e.config_id or "",
+            e.service_id,
+            e.response_id,
+            e.timestamp_us,
+            at,
+            e.client_customer_key,
+            e.usage,
+            e.context,
+            e.payload_hash,
+            e.cost_nanos,
+            e.currency,
+            e.price_source,
+        )
+        for e, at in zip(events, received, strict=True)
+    ]
+
+
+@contextlib.contextmanager
+def _atomic(db: sqlite3.Connection) -> Iterator[None]:
+    """A transaction, unless the caller is already in one."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements, split where SQLite says one is complete (a trigger's body
+    holds semicolons of its own)."""
+    statements: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"incomplete SQL statement in a migration: {pending!r}")
+    return statements
 
 
 def _towards_zero(a: int, b: int) -> int:

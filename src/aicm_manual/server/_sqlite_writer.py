@@ -6,11 +6,12 @@
 
 All writes go through one thread that takes every job waiting in its queue into one
 transaction, so concurrent requests never fight over the write lock. Waiting ingest jobs
-are merged into one batch (one insert, one rollup upsert); a later job's record that an
-earlier job of the group stored is that job's duplicate or conflict, as if they had run one
-after the other. If a group fails, its jobs are redone one transaction each, so a bad job
-cannot sink the others (a savepoint per job cost a third of the rate). A job's future is
-answered only after its group committed.
+are merged into one batch; a later job's record that an earlier job of the group stored is
+that job's duplicate or conflict, as if they had run one after the other. A group of ingest
+jobs alone is handed to ``ingest_rows`` outside any transaction, which it must make atomic
+(SQLite's storage makes it one statement). If a group fails, its jobs are redone one
+transaction each, so a bad job cannot sink the others (a savepoint per job cost a third of
+the rate). A job's future is answered only after its group committed.
 
 WAL checkpoints copy committed pages back into the database file and fsync it. Run on
 the writer (SQLite's autocheckpoint on commit) they stalled every request queued behind
@@ -128,31 +129,38 @@ class Writer:
 
     def _transaction(self, jobs: list[Callable[[sqlite3.Connection], Any] | _Ingest]) -> list[Any]:
         db = self._db
+        results: list[Any] = [None] * len(jobs)
+        batches = [(n, job) for n, job in enumerate(jobs) if isinstance(job, _Ingest)]
+        if len(batches) == len(jobs):
+            # ingest_rows makes the batches one statement, its own transaction: no BEGIN or
+            # COMMIT, each of which would have to win the GIL back from the event loop.
+            return self._ingest_batches(batches, results)
         db.execute("BEGIN IMMEDIATE")
         try:
-            results: list[Any] = [None] * len(jobs)
-            batches: list[tuple[int, _Ingest]] = []
             for n, job in enumerate(jobs):
-                if isinstance(job, _Ingest):
-                    batches.append((n, job))
-                else:
+                if not isinstance(job, _Ingest):
                     results[n] = job(db)
             if batches:
-                events: list[NewEvent] = []
-                received: list[int] = []
-                for _, batch in batches:
-                    events.extend(batch.events)
-                    received.extend([batch.received_us] * len(batch.events))
-                statuses = self._ingest_rows(db, events, received)
-                start = 0
-                for n, batch in batches:
-                    results[n] = statuses[start : start + len(batch.events)]
-                    start += len(batch.events)
+                self._ingest_batches(batches, results)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        return results
+
+    def _ingest_batches(self, batches: list[tuple[int, _Ingest]], results: list[Any]) -> list[Any]:
+        """Ingest the batches as one (results[n] for the batch of index n); return results."""
+        events: list[NewEvent] = []
+        received: list[int] = []
+        for _, batch in batches:
+            events.extend(batch.events)
+            received.extend([batch.received_us] * len(batch.events))
+        statuses = self._ingest_rows(self._db, events, received)
+        start = 0
+        for n, batch in batches:
+            results[n] = statuses[start : start + len(batch.events)]
+            start += len(batch.events)
         return results
 
     def _attempt(self, job: Callable[[sqlite3.Connection], Any] | _Ingest) -> Any:
