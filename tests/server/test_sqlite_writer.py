@@ -124,7 +124,8 @@ def test_the_wal_starts_over_while_writes_go_on(tmp_path: Path) -> None:
                 break
         else:
             pytest.fail("the WAL never started over")
-        assert len(storage.list_events("tenant-a", limit=1000)) == 1 + 20 * n  # nothing lost
+        stored = storage.cost_summary("tenant-a", "service_id", None, None)
+        assert sum(row.events for row in stored) == 1 + 20 * n  # nothing lost
     finally:
         storage.close()
 
@@ -151,20 +152,67 @@ def test_the_writer_is_handed_the_copy_once_per_wal(tmp_path: Path) -> None:
     db.execute("CREATE TABLE t (x BLOB)")
     for _ in range(60):
         db.execute("INSERT INTO t VALUES (randomblob(3000))")
-    checkpointer = Checkpointer(lambda: sqlite3.connect(path, check_same_thread=False), 50)
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    connect = lambda: sqlite3.connect(path, check_same_thread=False)  # noqa: E731
+    checkpointer = Checkpointer(connect, restart_bytes=50 * page)
     try:
         frames = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
         assert frames >= 50
-        assert checkpointer._hand_over_after(0, frames, frames)  # long enough, all copied
-        assert not checkpointer._hand_over_after(1, frames, frames)  # a pass was busy
-        assert not checkpointer._hand_over_after(0, frames, frames - 1)  # not all copied
-        assert not checkpointer._hand_over_after(0, 49, 49)  # too short to start over
+        assert checkpointer._hand_over_after(0, frames, frames, 0)  # long enough, all copied
+        assert not checkpointer._hand_over_after(1, frames, frames, 0)  # a pass was busy
+        assert not checkpointer._hand_over_after(0, frames, frames - 1, 0)  # not all copied
+        assert not checkpointer._hand_over_after(0, 49, 49, 0)  # too short to start over
         checkpointer.finish(db)  # the writer copies the rest...
-        assert not checkpointer._hand_over_after(0, frames, frames)  # ...once for this WAL
+        assert not checkpointer._hand_over_after(0, frames, frames, 0)  # ...once for this WAL
         db.execute("INSERT INTO t VALUES (randomblob(3000))")  # the WAL starts over
         db.execute("INSERT INTO t VALUES (randomblob(3000))")
         grown = frames + 2
-        assert checkpointer._hand_over_after(0, grown, grown)  # it did not: hand over again
+        assert checkpointer._hand_over_after(0, grown, grown, 2)  # it did not: hand over again
+    finally:
+        checkpointer.close()
+        db.close()
+
+
+def test_the_copy_is_handed_over_after_a_short_pass(tmp_path: Path) -> None:
+    """What a pass copied beyond the last one is what the writer wrote meanwhile: after a
+    long pass the writer would have as much to copy, so passes go on (up to 16)."""
+    path = tmp_path / "c.db"
+    sqlite3.connect(path).close()
+    connect = lambda: sqlite3.connect(path, check_same_thread=False)  # noqa: E731
+    checkpointer = Checkpointer(connect, restart_bytes=64 * 4096 * 4)  # pages of 4 KiB
+    try:
+        assert checkpointer._restart_frames == 256
+        long_pass = checkpointer._settle_frames + 1
+        for _ in range(16):
+            assert not checkpointer._hand_over_after(0, 300, 300, long_pass)
+        assert checkpointer._hand_over_after(0, 300, 300, long_pass)  # tried long enough
+        assert checkpointer._hand_over_after(0, 301, 301, checkpointer._settle_frames)
+    finally:
+        checkpointer.close()
+
+
+def test_passes_wait_between_them_while_the_wal_is_short(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("CREATE TABLE t (x BLOB)")
+    passes: list[str] = []
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, check_same_thread=False)
+        conn.set_trace_callback(passes.append)
+        return conn
+
+    checkpointer = Checkpointer(connect, pace=0.5)
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # pokes far faster than the pace
+            db.execute("INSERT INTO t VALUES (randomblob(100))")
+            checkpointer.poke()
+            time.sleep(0.01)
+        ran = [p for p in passes if "wal_checkpoint" in p]
+        assert 1 <= len(ran) <= 3  # about one per half second, not one per poke
     finally:
         checkpointer.close()
         db.close()

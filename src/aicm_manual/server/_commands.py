@@ -80,12 +80,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import gc
     import signal
     import sys
 
     import uvicorn
 
     storage, app = build(args.database, args.schemas, args.api_key)
+    # Configs, price tables and modules live as long as the process: out of the collector's
+    # reach, full collections no longer walk them (30 ms pauses, ~2 a second under load).
+    gc.freeze()
     # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets
     # the finally below close the database instead of the process dying mid-cleanup.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -113,9 +113,8 @@ MIGRATIONS: list[str] = [
 # The write connection's settings (benchmarks/collector.py times raw inserts with them too).
 WRITER_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",  # WAL: durable at checkpoints, never corrupt
-    # Checkpoints run beside the writer (Checkpointer); this one is only a safety net.
-    "PRAGMA wal_autocheckpoint=100000",
-    # A WAL that grew past its usual 256 MiB (readers holding old snapshots) shrinks back.
+    # A WAL that grew (up to 1 GiB under sustained load, see Checkpointer) is cut back to
+    # 512 MiB when it starts over.
     "PRAGMA journal_size_limit=536870912",
     # Random-uuid keys touch index pages all over the file; a 64 MiB cache keeps the hot
     # ones in memory (with the default 2 MiB most inserts read a page back).
@@ -182,7 +181,11 @@ class SqliteStorage:
         for pragma in WRITER_PRAGMAS:
             self._db.execute(pragma)
         self._migrate()
-        self._writer = Writer(self._db, self._ingest_rows, Checkpointer(self._connect))
+        checkpointer = Checkpointer(self._connect)
+        # Checkpoints run beside the writer; the writer's own, far past the point where the
+        # WAL starts over, is only a safety net should that thread fail.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={2 * checkpointer.restart_frames}")
+        self._writer = Writer(self._db, self._ingest_rows, checkpointer)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
