@@ -4,6 +4,7 @@ queries rely on (the contract itself is in test_storage_contract.py)."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -188,3 +189,69 @@ def test_statement_sizes_are_few_and_fit_the_parameter_limit() -> None:
     assert len(sizes) <= 33
     assert all(_sqlite._padded(n, 2500) >= n for n in range(1, 2501))
     assert all(n <= _sqlite._padded(n, 76) <= 76 for n in range(1, 77))
+
+
+def test_two_storages_on_one_file_answer_each_record_once(tmp_path: Path) -> None:
+    """Two writers on one file (as two processes would be): the same batches sent to both
+    at once, with repeats and changed payloads inside. Each record is accepted by exactly
+    one of them, and the statuses name the others right although the other writer's rows
+    land between a batch's insert and its look-up."""
+    path = tmp_path / "c.db"
+    batches: list[list[NewEvent]] = []
+    for b in range(30):
+        batch = [ev(f"b{b}-{n}", at=DAY0 + b * HOUR + n) for n in range(40)]
+        if b:  # earlier records again: the same payload, and one changed
+            batch += [ev(f"b{b - 1}-{n}", at=DAY0 + (b - 1) * HOUR + n) for n in range(5)]
+            batch.append(ev(f"b{b - 1}-5", at=DAY0, usage=b'{"input_tokens": 2}'))
+        batches.append(batch)
+    storages = [SqliteStorage(path), SqliteStorage(path)]
+    answers: list[list[list[str]]] = [[], []]
+    try:
+
+        def send(n: int) -> None:
+            for batch in batches:
+                answers[n].append(list(storages[n].ingest(batch)))
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        for storage in storages:
+            storage.close()
+    accepted: dict[str, int] = {}
+    for n in (0, 1):
+        assert len(answers[n]) == len(batches)
+        for batch, statuses in zip(batches, answers[n], strict=True):
+            for event, status in zip(batch, statuses, strict=True):
+                if status == "accepted":
+                    accepted[event.response_id] = accepted.get(event.response_id, 0) + 1
+                elif event.usage == b'{"input_tokens": 2}':
+                    assert status == "conflict", event.response_id
+                else:
+                    assert status == "duplicate", event.response_id
+    originals = {e.response_id: e for batch in batches for e in batch[:40]}
+    assert accepted == dict.fromkeys(originals, 1)  # each once, by one of the two
+    assert stored_rollups(path) == sorted(rollup_deltas(list(originals.values())))
+
+
+def test_statuses_hold_when_another_writer_inserts_before_the_look_up(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    storage = SqliteStorage(path)
+    assert storage.ingest([ev("old")]) == ["accepted"]
+    storage.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        batch = [ev("new-1"), ev("old"), ev("new-2"), ev("new-1", usage=b"{}")]
+        rows = _sqlite._rows(batch, [0] * len(batch))
+        inserted, last = _sqlite._insert_values(db, rows, 2500)
+        assert inserted == 2
+        # Another process's row lands first, with a higher id than this batch's rows.
+        _sqlite._insert_values(other, _sqlite._rows([ev("theirs")], [0]), 2500)
+        statuses = SqliteStorage._sort_out(db, batch, inserted, last)
+        assert statuses == ["accepted", "duplicate", "accepted", "conflict"]
+    finally:
+        db.close()
+        other.close()

@@ -142,9 +142,11 @@ def _padded(n: int, max_rows: int) -> int:
     return min(size, max_rows)
 
 
-def _insert_values(db: sqlite3.Connection, rows: list[tuple[Any, ...]], max_rows: int) -> int:
+def _insert_values(
+    db: sqlite3.Connection, rows: list[tuple[Any, ...]], max_rows: int
+) -> tuple[int, int]:
     """Insert the rows in one statement (in their order: a later copy of a key is the
-    duplicate); the number inserted."""
+    duplicate); the number inserted and the id of the last one."""
     size = _padded(len(rows), max_rows)
     sql = _values_sql.get(size)
     if sql is None:
@@ -155,8 +157,8 @@ def _insert_values(db: sqlite3.Connection, rows: list[tuple[Any, ...]], max_rows
         )
     params = list(itertools.chain.from_iterable(rows))
     params.extend(_NO_ROW * (size - len(rows)))
-    inserted: int = db.execute(sql, params).rowcount
-    return inserted
+    cursor = db.execute(sql, params)
+    return cursor.rowcount, cursor.lastrowid or 0
 
 
 # config_id '' is "no config" (see _storage): handed back as NULL.
@@ -248,23 +250,31 @@ class SqliteStorage:
         to win the GIL back for either."""
         rows = _rows(events, received)
         chunks = [rows[i : i + self._max_rows] for i in range(0, len(rows), self._max_rows)]
+        inserted, last = 0, 0
         with contextlib.nullcontext() if len(chunks) == 1 else _atomic(db):
-            inserted = sum(_insert_values(db, chunk, self._max_rows) for chunk in chunks)
+            for chunk in chunks:
+                count, last_id = _insert_values(db, chunk, self._max_rows)
+                if count:
+                    inserted, last = inserted + count, last_id
         if inserted == len(events):  # every event new (the usual case): nothing to look up
             return ["accepted"] * len(events)
-        return self._sort_out(db, events, inserted)
+        return self._sort_out(db, events, inserted, last)
 
     @staticmethod
     def _sort_out(
-        db: sqlite3.Connection, events: Sequence[NewEvent], inserted: int
+        db: sqlite3.Connection, events: Sequence[NewEvent], inserted: int, last: int
     ) -> list[IngestStatus]:
-        """Statuses when some events were not inserted: the ``inserted`` rows of highest id
-        are the accepted ones (AUTOINCREMENT ids only grow, and this is the only writer)."""
+        """Statuses when some events were not inserted: the accepted ones are the
+        ``inserted`` rows of highest id up to ``last``, this connection's last insert.
+        AUTOINCREMENT ids only grow and nobody else writes while the insert holds the write
+        lock, so this holds even if another process writes to the file right after (ids
+        are not consecutive: a row skipped as a duplicate can use one up)."""
         new = {
             (tenant, service, rid)
             for tenant, service, rid in db.execute(
-                "SELECT tenant, service_id, response_id FROM events ORDER BY id DESC LIMIT ?",
-                (inserted,),
+                "SELECT tenant, service_id, response_id FROM events WHERE id <= ?"
+                " ORDER BY id DESC LIMIT ?",
+                (last, inserted),
             )
         }
         statuses: list[IngestStatus] = []
