@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from test_storage_contract import DAY0, HOUR, ev
 
 from aicm_manual.server import _sqlite
@@ -255,3 +256,20 @@ def test_statuses_hold_when_another_writer_inserts_before_the_look_up(tmp_path: 
     finally:
         db.close()
         other.close()
+
+
+def test_warm_up_prepares_every_statement_size_and_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_sqlite, "_values_sql", {})  # built by this test alone
+    storage = SqliteStorage(tmp_path / "c.db")
+    try:
+        storage.warm_up()
+        sizes = {_sqlite._padded(n, storage._max_rows) for n in range(1, storage._max_rows + 1)}
+        assert sizes <= set(_sqlite._values_sql)
+        assert storage.list_events("tenant-a") == []
+        assert storage.cost_summary("tenant-a", "service_id", None, None) == []
+        assert storage.ingest([ev("r1")]) == ["accepted"]
+    finally:
+        storage.close()
+    assert stored_rollups(tmp_path / "c.db") == sorted(rollup_deltas([ev("r1")]))

@@ -86,6 +86,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from ._sqlite import SqliteStorage
+
     storage, app = build(args.database, args.schemas, args.api_key)
     # Configs, price tables and modules live as long as the process: out of the collector's
     # reach, full collections no longer walk them (30 ms pauses, ~2 a second under load).
@@ -99,6 +101,8 @@ def _serve(args: argparse.Namespace) -> int:
         f"({args.database.split('://')[0]}, {len(args.api_key)} key(s) registered)"
     )
     try:
+        if isinstance(storage, SqliteStorage):
+            storage.warm_up()
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         storage.close()

@@ -190,6 +190,16 @@ class SqliteStorage:
         self._db.execute(f"PRAGMA wal_autocheckpoint={2 * checkpointer.restart_frames}")
         self._writer = Writer(self._db, self._ingest_rows, checkpointer)
 
+    def warm_up(self) -> None:
+        """Prepare the insert of every statement size on the writer (about 0.2 s), so that
+        no request pays for it (up to 17 ms the first time a size is used)."""
+
+        def prepare(db: sqlite3.Connection) -> None:
+            for size in sorted({_padded(n, self._max_rows) for n in range(1, self._max_rows + 1)}):
+                _insert_values(db, [_NO_ROW] * size, self._max_rows)  # NULL rows: none stored
+
+        self._writer.call(prepare)
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA busy_timeout=30000")
