@@ -387,29 +387,18 @@ def prepared_events(seed: int, records: int, args: argparse.Namespace) -> list[A
     return events
 
 
-def event_row(e: Any, received_us: int) -> tuple[Any, ...]:
-    return (
-        e.tenant,
-        e.config_id,
-        e.service_id,
-        e.response_id,
-        e.timestamp_us,
-        received_us,
-        e.client_customer_key,
-        e.usage,
-        e.context,
-        e.payload_hash,
-        e.cost_nanos,
-        e.currency,
-        e.price_source,
-    )
+def event_rows(events: Sequence[Any], received_us: int) -> list[tuple[Any, ...]]:
+    """The events as the collector's SQLite storage writes them (its own row builder)."""
+    from aicm_manual.server import _sqlite
+
+    return _sqlite._rows(events, [received_us] * len(events))
 
 
-INSERT_SQLITE = (
-    "INSERT INTO events (tenant, config_id, service_id, response_id, timestamp_us,"
-    " received_us, client_customer_key, usage, context, payload_hash, cost_nanos, currency,"
-    " price_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+def insert_sqlite() -> str:
+    """The bare insert of those rows, one row a statement (what executemany runs)."""
+    from aicm_manual.server import _sqlite
+
+    return f"INSERT INTO events ({_sqlite._INSERT_COLUMNS}) VALUES ({', '.join('?' * 13)})"
 
 
 def timed_batches(
@@ -446,7 +435,7 @@ def sqlite_layers(events: list[Any], args: argparse.Namespace, tmp: Path) -> lis
     out = []
     batches = [events[i : i + args.batch] for i in range(0, len(events), args.batch)]
     received = time.time_ns() // 1000
-    row_batches = [[event_row(e, received) for e in b] for b in batches]
+    row_batches = [event_rows(b, received) for b in batches]
 
     def fresh(name: str, *setup: str) -> sqlite3.Connection:
         path = tmp / f"{name}.db"
@@ -460,10 +449,11 @@ def sqlite_layers(events: list[Any], args: argparse.Namespace, tmp: Path) -> lis
 
     def raw(label: str, *setup: str, per_transaction: int = 1) -> None:
         db = fresh(f"raw-{len(out)}", *setup)
+        insert = insert_sqlite()
 
         def write(rows: list[tuple[Any, ...]]) -> None:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(INSERT_SQLITE, rows)
+            db.executemany(insert, rows)
             db.execute("COMMIT")
 
         grouped = [
@@ -600,9 +590,7 @@ def postgres_layers(
         " %b::bigint[], %b::text[], %b::bytea[], %b::bytea[], %b::text[], %b::bigint[],"
         " %b::text[], %b::text[]) ON CONFLICT (tenant, service_id, response_id) DO NOTHING"
     ).format(sql.Identifier(schemas["raw"], "events"))
-    columns = [
-        [list(c) for c in zip(*(event_row(e, received) for e in b), strict=True)] for b in batches
-    ]
+    columns = [[list(c) for c in zip(*event_rows(b, received), strict=True)] for b in batches]
     local = threading.local()
     conns: list[Any] = []
 
@@ -819,7 +807,7 @@ def bulk_executemany(path: Path, args: argparse.Namespace) -> tuple[float, str]:
         db.execute("DROP TRIGGER events_rollup")  # the rollups come from rollup_deltas here
         for batch in bulk_events(args.summary_events, args):
             db.execute("BEGIN")
-            db.executemany(INSERT_SQLITE, [event_row(e, received) for e in batch])
+            db.executemany(insert_sqlite(), event_rows(batch, received))
             deltas = rollup_deltas(batch)
             db.executemany(ROLLUP_UPSERT, [(TENANT, *k, n, c, u) for k, n, c, u in deltas])
             db.execute("COMMIT")
