@@ -38,7 +38,6 @@ import resource
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -56,6 +55,7 @@ from delivery import (
     cpu_model,
     fmt,
     install_network_guard,
+    run_logged,
     section,
     start_sink,
     stop_process,
@@ -672,19 +672,7 @@ def run_child(name: str, port: int, args: argparse.Namespace, tmp: Path) -> dict
     log = tmp / f"{name}.log"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--port", str(port)]
     cmd += ["--result", str(result), *args.child_args]
-    env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        env.pop(var, None)
-    t0 = perf_ns()
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        killed = False
-        try:
-            proc.wait(args.peer_timeout)
-        except subprocess.TimeoutExpired:
-            stop_process(proc)  # by pid: the process started just above
-            killed = True
-    wall = (perf_ns() - t0) / 1e9
+    proc, wall, killed = run_logged(cmd, log, args.peer_timeout)
     lines = log.read_text(errors="replace").splitlines()
     if result.exists():
         res: dict[str, Any] = json.loads(result.read_text())

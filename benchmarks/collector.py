@@ -58,6 +58,8 @@ from typing import Any
 
 import msgspec
 
+from delivery import clean_env, stop_process  # benchmarks/ is this script's path
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCHEMAS = ROOT / "schemas"
@@ -229,28 +231,11 @@ def load_child(spec_file: str) -> None:
 # ============================================================================================
 
 
-def clean_env() -> dict[str, str]:
-    env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        env.pop(var, None)
-    return env
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # by pid: the Popen object targets exactly the process we started
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 SERVED_PIDS: dict[str, int] = {}  # base URL -> pid of the collector serving it
@@ -276,7 +261,7 @@ def collectors(databases: Sequence[str], tmp: Path) -> Iterator[list[str]]:
         yield urls
     finally:
         for proc in procs:
-            stop_process(proc)
+            stop_process(proc, wait=10.0)  # a collector closes its database first
 
 
 def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 60.0) -> None:

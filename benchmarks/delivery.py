@@ -678,14 +678,39 @@ def start_sink() -> tuple[subprocess.Popen[str], int]:
     return proc, int(line[1])
 
 
-def stop_process(proc: subprocess.Popen[Any]) -> None:
+def stop_process(proc: subprocess.Popen[Any], wait: float = 5.0) -> None:
     if proc.poll() is None:
         proc.terminate()  # by pid: the Popen object targets exactly the process we started
         try:
-            proc.wait(5)
+            proc.wait(wait)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(5)
+            proc.wait(wait)
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without proxies: every benchmark talks to 127.0.0.1 only."""
+    env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        env.pop(var, None)
+    return env
+
+
+def run_logged(
+    cmd: list[str], log: Path, timeout: float
+) -> tuple[subprocess.Popen[bytes], float, bool]:
+    """Run a child with its output in ``log``, stopped by pid after ``timeout`` s:
+    (process, wall seconds, whether it was stopped)."""
+    t0 = perf_ns()
+    killed = False
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=clean_env())
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stop_process(proc)
+            killed = True
+    return proc, (perf_ns() - t0) / 1e9, killed
 
 
 def run_child(name: str, port: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -714,17 +739,7 @@ def run_child(name: str, port: int, args: argparse.Namespace, tmp: Path) -> dict
         str(args.flush_timeout),
         *(["--keep-tmp"] if args.keep_tmp else []),
     ]
-    env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        env.pop(var, None)
-    t0 = perf_ns()
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        try:
-            proc.wait(args.peer_timeout)
-        except subprocess.TimeoutExpired:
-            stop_process(proc)
-    wall = (perf_ns() - t0) / 1e9
+    proc, wall, _ = run_logged(cmd, log, args.peer_timeout)
     text = log.read_text(errors="replace")
     lines = text.splitlines()
     if result.exists():

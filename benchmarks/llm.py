@@ -68,6 +68,7 @@ from delivery import (
     fmt,
     install_network_guard,
     pct,
+    run_logged,
     section,
     start_sink,
     stop_process,
@@ -401,17 +402,7 @@ def run_child(who: str, port: int, args: argparse.Namespace, tmp: Path) -> dict[
     flags += ["--stream-reps", str(args.stream_reps), "--flush-timeout", str(args.flush_timeout)]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", who, "--port", str(port)]
     cmd += ["--result", str(result), *flags]
-    env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        env.pop(var, None)
-    t0 = perf_ns()
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        try:
-            proc.wait(args.peer_timeout)
-        except subprocess.TimeoutExpired:
-            stop_process(proc)  # by pid
-    wall = (perf_ns() - t0) / 1e9
+    proc, wall, _ = run_logged(cmd, log, args.peer_timeout)
     if result.exists():
         res: dict[str, Any] = json.loads(result.read_text())
     else:
