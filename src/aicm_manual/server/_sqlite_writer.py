@@ -188,9 +188,9 @@ class Checkpointer:
     ``restart_bytes`` and a pass copied all it saw, the thread hands over: the writer
     copies the rest between two transactions (``finish``) and the WAL starts over. That
     stalls the writer: 130-390 ms on the test machine over a sustained 1,000,000-record
-    load, growing with the file, whatever the rest's size (the fsyncs wait behind the
-    disk's queue). So near the limit passes follow each other until one is short (what the
-    writer wrote meanwhile, its share, is then small too), and the limit is high: 1 GiB
+    load, growing with the file and not much shorter for a small rest (the fsyncs wait
+    behind the disk's queue). Near the limit passes still follow each other until one is
+    short, so that rest (what the writer wrote meanwhile) is small, and the limit is high: 1 GiB
     of WAL, about 250,000 records at full load (at 256 MiB the writer stalled every
     1.5-2 s, 65-340 ms each, and the p99 was higher).
     """
