@@ -451,7 +451,7 @@ def breakdown_phase(
         "heygen::streaming-avatar": tracker.config_source.get("heygen").validator.validate,
     }
     try:
-        from aicm_manual._batch import BatchItem  # private: skip the row if it moves
+        from aicm_manual._batch_input import BatchItem  # private: skip the row if it moves
 
         parse: Callable[[Any], Any] | None = BatchItem.parse
     except ImportError:
@@ -512,13 +512,13 @@ def breakdown_phase(
 def send_breakdown(adapter: OursBatch, args: argparse.Namespace) -> dict[str, Any]:
     """Ours, immediate, 1,000 records: the steps of track_batch, each timed alone.
 
-    Uses private names (Tracker._record, the engine's _post, aicm_manual._wire); a step
+    Uses private names (Tracker._record, the engine's _post, aicm_manual._protocol); a step
     whose name moved is skipped."""
     n, reps = CHUNK, args.repeat
     tracker = adapter.tracker
     try:
-        from aicm_manual._batch import BatchItem
-        from aicm_manual._wire import encode_batch, encode_record, encode_records
+        from aicm_manual._batch_input import BatchItem
+        from aicm_manual._protocol import encode_batch, encode_record, encode_records
 
         engine, target, record = tracker._engine, tracker._target, tracker._record
         post = engine._post  # type: ignore[union-attr]
@@ -577,7 +577,7 @@ def spool_phase(adapter: OursBatch, sink: SinkClient, args: argparse.Namespace) 
     after = sink.wait(before["distinct"] + n, quiet_s=3.0, max_s=args.sink_wait)
     out["delivered_after_resume"] = after["distinct"] - before["distinct"]
     try:
-        from aicm_manual._spool import Spool  # private: skip these rows if it moves
+        from aicm_manual._delivery.spool import Spool  # private: skip these rows if it moves
     except ImportError:
         return out
     bodies = [json.dumps(rec, separators=(",", ":")).encode() for rec in recs]

@@ -350,7 +350,7 @@ def summary_events(url: str) -> int:
 
 
 def server_parts() -> tuple[Any, Any, Any]:
-    from aicm_manual._config_sources import DirectoryConfigSource
+    from aicm_manual._configs.sources import DirectoryConfigSource
     from aicm_manual.server._pricing import Pricer
 
     configs = DirectoryConfigSource(SCHEMAS).all()
@@ -374,14 +374,14 @@ def prepared_events(seed: int, records: int, args: argparse.Namespace) -> list[A
 
 def event_rows(events: Sequence[Any], received_us: int) -> list[tuple[Any, ...]]:
     """The events as the collector's SQLite storage writes them (its own row builder)."""
-    from aicm_manual.server import _sqlite
+    from aicm_manual.server._storage import sqlite as _sqlite
 
     return _sqlite._rows(events, [received_us] * len(events))
 
 
 def insert_sqlite() -> str:
     """The bare insert of those rows, one row a statement (what executemany runs)."""
-    from aicm_manual.server import _sqlite
+    from aicm_manual.server._storage import sqlite as _sqlite
 
     return f"INSERT INTO events ({_sqlite._INSERT_COLUMNS}) VALUES ({', '.join('?' * 13)})"
 
@@ -415,7 +415,7 @@ def timed_batches(
 
 def sqlite_layers(events: list[Any], args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     from aicm_manual.server._ingest import Ingestor
-    from aicm_manual.server._sqlite import WRITER_PRAGMAS, SqliteStorage
+    from aicm_manual.server._storage.sqlite import WRITER_PRAGMAS, SqliteStorage
 
     out = []
     batches = [events[i : i + args.batch] for i in range(0, len(events), args.batch)]
@@ -562,7 +562,7 @@ def postgres_layers(
     import psycopg
     from psycopg import sql
 
-    from aicm_manual.server._postgres import PostgresStorage
+    from aicm_manual.server._storage.postgres import PostgresStorage
 
     batches = [events[i : i + args.batch] for i in range(0, len(events), args.batch)]
     out = []
@@ -683,7 +683,7 @@ def phase_pricing() -> dict[str, Any]:
 def bulk_events(count: int, args: argparse.Namespace) -> Iterator[list[Any]]:
     """``count`` stored-shape events over 30 days of November 2026, in time order, in
     batches of 1000."""
-    from aicm_manual.server._storage import NewEvent
+    from aicm_manual.server._storage.protocol import NewEvent
 
     _, _, pricer = server_parts()
     services = [
@@ -755,7 +755,7 @@ ROLLUP_CHECK = (
 
 def bulk_ingest(path: Path, args: argparse.Namespace) -> tuple[float, str]:
     """Through SqliteStorage.ingest, 2 callers: the collector's own write path."""
-    from aicm_manual.server._sqlite import SqliteStorage
+    from aicm_manual.server._storage.sqlite import SqliteStorage
 
     storage = SqliteStorage(path)
     batches = bulk_events(args.summary_events, args)
@@ -776,8 +776,8 @@ def bulk_ingest(path: Path, args: argparse.Namespace) -> tuple[float, str]:
 def bulk_executemany(path: Path, args: argparse.Namespace) -> tuple[float, str]:
     """executemany into the collector's tables (created by SqliteStorage), with rollups from
     the storage's own rollup_deltas and upsert; synchronous=OFF, as this is only setup."""
-    from aicm_manual.server._sqlite import SqliteStorage
-    from aicm_manual.server._storage import rollup_deltas
+    from aicm_manual.server._storage.protocol import rollup_deltas
+    from aicm_manual.server._storage.sqlite import SqliteStorage
 
     SqliteStorage(path).close()
     received = time.time_ns() // 1000

@@ -568,7 +568,7 @@ def batches() -> None:
 
 def _clear_our_caches() -> bool:
     """Empty the parse and compile caches (private names; False if they have moved)."""
-    module = sys.modules.get("aicm_manual._validator")
+    module = sys.modules.get("aicm_manual._typestring.validator")
     caches = [getattr(module, name, None) for name in ("_parse_cache", "_check_cache")]
     if not all(hasattr(c, "clear") for c in caches):
         return False

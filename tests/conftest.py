@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aicm_manual import reset_global_delivery
-from aicm_manual._config_sources import reset_shared_config_sources
+from aicm_manual._configs.sources import reset_shared_config_sources
 from aicm_manual.testing import CollectorStub
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aicm_manual._spool import Spool
+from aicm_manual._delivery.spool import Spool
 from aicm_manual.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent

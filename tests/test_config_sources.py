@@ -17,7 +17,7 @@ from aicm_manual import (
     Secret,
     TypeStringError,
 )
-from aicm_manual._config_sources import shared_http_source
+from aicm_manual._configs.sources import shared_http_source
 from conftest import ConfigServer
 
 

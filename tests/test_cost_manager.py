@@ -638,7 +638,7 @@ def test_records_reach_the_collector_priced_and_once(
         )
         completion = cm.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         # The same response tracked again (here by hand) is a duplicate, not a second bill.
-        from aicm_manual._llm_track import track_llm_usage
+        from aicm_manual._llm.tracking import track_llm_usage
 
         track_llm_usage(cm.tracker.track, "openai_chat", completion, config_id="openai")
         cm.close()

@@ -11,8 +11,8 @@ import openai.types.chat
 import pytest
 
 from aicm_manual import DirectoryConfigSource
-from aicm_manual._extractor import UniversalExtractor, resolve, to_data
-from aicm_manual._handling import is_handling_config, parse_handling_config
+from aicm_manual._call_mapping import UniversalExtractor, resolve, to_data
+from aicm_manual._configs.handling import is_handling_config, parse_handling_config
 from aicm_manual.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ import pytest
 from google.genai import types as genai_types
 
 from aicm_manual import DirectoryConfigSource
-from aicm_manual._llm import StreamUsage, extract_usage
-from aicm_manual._llm_track import track_llm_usage, track_llm_usage_async
+from aicm_manual._llm.tracking import track_llm_usage, track_llm_usage_async
+from aicm_manual._llm.usage import StreamUsage, extract_usage
 from aicm_manual.errors import AicmError, InvalidRecordError, LlmUsageError
 from aicm_manual.server._pricing import NANOS_PER_UNIT, Pricer, to_nanos
 

@@ -21,8 +21,8 @@ import pydantic
 import pytest
 from google.genai import types as genai_types
 
-from aicm_manual._llm_streams import AsyncLlmStream
-from aicm_manual._llm_track import track_llm_stream_usage, track_llm_stream_usage_async
+from aicm_manual._llm.streams import AsyncLlmStream
+from aicm_manual._llm.tracking import track_llm_stream_usage, track_llm_stream_usage_async
 from aicm_manual.errors import LlmUsageError, TrackerClosedError
 
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"

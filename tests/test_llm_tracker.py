@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from aicm_manual import Tracker, UsageValidationError
-from aicm_manual._llm_track import (
+from aicm_manual._llm.tracking import (
     track_llm_stream_usage,
     track_llm_stream_usage_async,
     track_llm_usage,

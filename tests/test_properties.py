@@ -11,9 +11,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from aicm_manual import TypeStringError, TypeValidator, UsageValidationError
-from aicm_manual._check import accepts
-from aicm_manual._compile import compile_record_check
-from aicm_manual._types import (
+from aicm_manual._typestring.compiler import compile_record_check
+from aicm_manual._typestring.nodes import (
     ANY,
     BOOL,
     FLOAT,
@@ -30,7 +29,8 @@ from aicm_manual._types import (
     depth,
     union,
 )
-from aicm_manual._typestring import parse
+from aicm_manual._typestring.parser import parse
+from aicm_manual._typestring.semantics import accepts
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOWER = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from aicm_manual import ConfigError, DeliveryEngine, DeliverySettings, DeliveryType, OnFull
+from aicm_manual._delivery.retry import Backoff, is_retryable, parse_retry_after
 from aicm_manual._records import Target, UsageRecord, normalise_timestamp
-from aicm_manual._retry import Backoff, is_retryable, parse_retry_after
 from aicm_manual.testing import CollectorStub, Scripted, StubTransport
 
 

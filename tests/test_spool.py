@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aicm_manual._spool import Spool, SpoolError
+from aicm_manual._delivery.spool import Spool, SpoolError
 
 KEY = "k" * 64
 

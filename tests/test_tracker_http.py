@@ -251,7 +251,7 @@ def test_spooled_records_without_a_config_keep_their_shape(
 def test_persistent_batch_is_spooled_then_delivered(
     config_server: ConfigServer, tmp_path: Path
 ) -> None:
-    from aicm_manual._spool import Spool
+    from aicm_manual._delivery.spool import Spool
 
     config_server.collector.script.append(Scripted(status=503))  # first send fails
     tracker = Tracker(

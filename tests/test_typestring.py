@@ -7,8 +7,18 @@ import pickle
 import pytest
 
 from aicm_manual import AicmError, SchemaError, TypeStringError
-from aicm_manual._types import ANY, INT, NONE, STR, DictOf, ListOf, TupleOf, UnionOf, union
-from aicm_manual._typestring import canonical, parse
+from aicm_manual._typestring.nodes import (
+    ANY,
+    INT,
+    NONE,
+    STR,
+    DictOf,
+    ListOf,
+    TupleOf,
+    UnionOf,
+    union,
+)
+from aicm_manual._typestring.parser import canonical, parse
 from corpus.typestrings import EQUIVALENT, INVALID, TREES, VALID, nest
 
 

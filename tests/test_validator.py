@@ -21,9 +21,9 @@ from aicm_manual import (
     TypeValidator,
     UsageValidationError,
 )
-from aicm_manual._check import accepts
-from aicm_manual._compile import compile_record_check, record_source
-from aicm_manual._typestring import parse
+from aicm_manual._typestring.compiler import compile_record_check, record_source
+from aicm_manual._typestring.parser import parse
+from aicm_manual._typestring.semantics import accepts
 from corpus.values import VALUE_CASES
 
 

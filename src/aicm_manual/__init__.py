@@ -1,19 +1,23 @@
 """aicm-manual: schema-validated usage and cost tracking for AI and API services."""
 
-from ._config import UsageConfig
-from ._config_sources import DirectoryConfigSource, HttpConfigSource
+from ._call_mapping import UniversalExtractor
+from ._configs.handling import HandlingConfig
+from ._configs.model import UsageConfig
+from ._configs.sources import DirectoryConfigSource, HttpConfigSource
 from ._cost_manager import AsyncCostManager, CostManager
-from ._delivery_settings import DeliverySettings, DeliveryType, OnFull
-from ._engine import DeliveryEngine
-from ._extractor import UniversalExtractor
-from ._global import get_global_delivery, get_global_delivery_health, reset_global_delivery
-from ._handling import HandlingConfig
-from ._llm import LlmUsage, extract_usage
-from ._llm_streams import AsyncLlmStream, LlmStream
+from ._delivery.engine import DeliveryEngine
+from ._delivery.process import (
+    get_global_delivery,
+    get_global_delivery_health,
+    reset_global_delivery,
+)
+from ._delivery.settings import DeliverySettings, DeliveryType, OnFull
+from ._llm.streams import AsyncLlmStream, LlmStream
+from ._llm.usage import LlmUsage, extract_usage
 from ._records import UsageRecord
 from ._secret import Secret
 from ._tracker import Tracker
-from ._validator import TypeValidator
+from ._typestring.validator import TypeValidator
 from .errors import (
     AicmError,
     BatchValidationError,

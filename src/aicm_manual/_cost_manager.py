@@ -24,10 +24,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ._extractor import UniversalExtractor, pick
-from ._handling import MethodSpec, parse_handling_config
-from ._llm_streams import AsyncLlmStream, LlmStream, Recorder
-from ._llm_track import LlmTarget, llm_recorder, track_llm_usage, track_llm_usage_async
+from ._call_mapping import UniversalExtractor, pick
+from ._configs.handling import MethodSpec, parse_handling_config
+from ._llm.streams import AsyncLlmStream, LlmStream, Recorder
+from ._llm.tracking import LlmTarget, llm_recorder, track_llm_usage, track_llm_usage_async
 from ._tracker import DEFAULT_CLOSE_TIMEOUT, Tracker
 from .errors import ConfigError, UsageValidationError
 

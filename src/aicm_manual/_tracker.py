@@ -18,18 +18,19 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
-from . import _llm_track
 from ._anonymize import Anonymizer, default_anonymizer, field_set, scrub
-from ._batch import BatchItem, batch_answer
-from ._config import ServiceConfig, UsageConfig
-from ._config_sources import ConfigSource, DirectoryConfigSource, shared_http_source
-from ._delivery_settings import DeliverySettings, DeliveryType, OnFull
-from ._engine import DeliveryEngine
-from ._global import get_global_delivery
+from ._batch_input import BatchItem, batch_answer
+from ._configs.model import ServiceConfig, UsageConfig
+from ._configs.routing import Route, Routes
+from ._configs.sources import ConfigSource, DirectoryConfigSource, shared_http_source
+from ._delivery.engine import DeliveryEngine
+from ._delivery.entries import OnDiscard
+from ._delivery.process import get_global_delivery
+from ._delivery.settings import DeliverySettings, DeliveryType, OnFull
 from ._ids import new_response_id
-from ._llm_streams import AsyncLlmStream, LlmStream
+from ._llm import tracking as _llm_track
+from ._llm.streams import AsyncLlmStream, LlmStream
 from ._logging import configure_logging, log, redacted_body
-from ._pending import OnDiscard
 from ._records import (
     Delivery,
     Target,
@@ -38,10 +39,9 @@ from ._records import (
     copy_value,
     normalise_timestamp,
 )
-from ._routes import Route, Routes
 from ._secret import Secret
 from ._settings import Settings
-from ._validator import TypeValidator
+from ._typestring.validator import TypeValidator
 from .errors import (
     AicmError,
     BatchValidationError,

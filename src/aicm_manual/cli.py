@@ -23,9 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._delivery_settings import DeliverySettings
+from ._delivery.settings import DeliverySettings
+from ._delivery.spool import Spool, SpoolRow
 from ._settings import DEFAULT_INI_PATH, Settings
-from ._spool import Spool, SpoolRow
 from .errors import AicmError
 
 PROG = "aicm-manual"

@@ -19,7 +19,7 @@ offset 1000 (the first character past the limit) for an over-long string.
 
 from __future__ import annotations
 
-from aicm_manual._types import (
+from aicm_manual._typestring.nodes import (
     ANY,
     BOOL,
     FLOAT,

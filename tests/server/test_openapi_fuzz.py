@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 from schemathesis.core.result import Ok
 
-from aicm_manual._types import DictOf, ListOf, Scalar, SetOf, TupleOf, TypeNode, UnionOf
-from aicm_manual._typestring import parse
+from aicm_manual._typestring.nodes import DictOf, ListOf, Scalar, SetOf, TupleOf, TypeNode, UnionOf
+from aicm_manual._typestring.parser import parse
 from aicm_manual.server._embedded import EmbeddedCollector, embedded_collector
 from aicm_manual.server._openapi import OPENAPI
 

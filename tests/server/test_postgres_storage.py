@@ -12,12 +12,12 @@ from uuid import uuid4
 import pytest
 from test_storage_contract import ev, pg_schema, postgres_url  # noqa: F401 - fixtures
 
-from aicm_manual.server._storage import SummaryRow
+from aicm_manual.server._storage.protocol import SummaryRow
 
 psycopg = pytest.importorskip("psycopg")
 
-from aicm_manual.server._postgres import PostgresStorage  # noqa: E402 - needs psycopg
-from aicm_manual.server._urls import open_storage  # noqa: E402
+from aicm_manual.server._storage import open_storage  # noqa: E402
+from aicm_manual.server._storage.postgres import PostgresStorage  # noqa: E402 - needs psycopg
 
 
 def tables(url: str, schema: str) -> set[str]:

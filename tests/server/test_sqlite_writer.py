@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from test_storage_contract import ev
 
-from aicm_manual.server._sqlite import SqliteStorage
-from aicm_manual.server._sqlite_writer import Checkpointer
+from aicm_manual.server._storage.sqlite import SqliteStorage
+from aicm_manual.server._storage.sqlite_writer import Checkpointer
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from uuid import uuid4
 
 import pytest
 
-from aicm_manual.server._sqlite import SqliteStorage
-from aicm_manual.server._storage import (
+from aicm_manual.server._storage.protocol import (
     US_PER_DAY,
     ApiKeyRecord,
     NewEvent,
@@ -30,6 +29,7 @@ from aicm_manual.server._storage import (
     SummaryRow,
     UsageRow,
 )
+from aicm_manual.server._storage.sqlite import SqliteStorage
 
 POSTGRES_URL = os.environ.get("AICM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = 1_795_500_000.25  # the injected clock: received_us is this in microseconds
@@ -127,7 +127,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         path = tmp_path / "x.db"
         b = Backend("sqlite", lambda: SqliteStorage(path, clock=lambda: NOW))
     else:
-        from aicm_manual.server._postgres import PostgresStorage
+        from aicm_manual.server._storage.postgres import PostgresStorage
 
         url, schema = request.getfixturevalue("postgres_url"), request.getfixturevalue("pg_schema")
         b = Backend(
@@ -536,9 +536,9 @@ def test_restart_keeps_data_keys_and_dedup(backend: Backend) -> None:
 
 CHILD = """
 import json, sys
-from aicm_manual.server._postgres import PostgresStorage
-from aicm_manual.server._sqlite import SqliteStorage
-from aicm_manual.server._storage import NewEvent
+from aicm_manual.server._storage.postgres import PostgresStorage
+from aicm_manual.server._storage.sqlite import SqliteStorage
+from aicm_manual.server._storage.protocol import NewEvent
 with open(sys.argv[1]) as fh:
     p = json.load(fh)
 events = [NewEvent(**{**e, "usage": e["usage"].encode()}) for e in p["events"]]

@@ -14,9 +14,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ._app import create_app
 from ._auth import hash_key, new_key, parse_key_spec
-from ._sqlite import SqliteStorage
-from ._storage import NewEvent, Storage, StoredEvent
-from ._urls import open_storage
+from ._storage import open_storage
+from ._storage.protocol import NewEvent, Storage, StoredEvent
+from ._storage.sqlite import SqliteStorage
 
 __all__ = [
     "NewEvent",

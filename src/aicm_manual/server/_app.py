@@ -29,12 +29,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._config import UsageConfig
+from .._configs.model import UsageConfig
 from .._records import format_timestamp_us, normalise_timestamp
 from ..errors import AicmError, StorageError
 from ._auth import hash_key
 from ._ingest import MAX_BODY_BYTES, Ingestor, PricerLike, RequestError, cost_text
-from ._storage import ApiKeyRecord, Storage, StoredEvent, SummaryRow
+from ._storage.protocol import ApiKeyRecord, Storage, StoredEvent, SummaryRow
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("aicm_manual.server")

@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 
-from ._storage import SCOPES
+from ._storage.protocol import SCOPES
 
 TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_TENANT = "default"

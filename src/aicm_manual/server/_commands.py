@@ -20,8 +20,8 @@ from .._records import format_timestamp_us
 from ._auth import DEFAULT_TENANT, TENANT, hash_key, new_key, parse_scopes
 from ._embedded import build, embedded_collector
 from ._ingest import cost_text
-from ._storage import GroupBy, SummaryRow
-from ._urls import check_url, open_storage
+from ._storage import check_url, open_storage
+from ._storage.protocol import GroupBy, SummaryRow
 
 DEFAULT_DATABASE = "sqlite:///aicm-data/collector.db"
 DEMO_KEY = "aicm_demo_key_0123456789"
@@ -86,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ._sqlite import SqliteStorage
+    from ._storage.sqlite import SqliteStorage
 
     storage, app = build(args.database, args.schemas, args.api_key)
     # Configs, price tables and modules live as long as the process: out of the collector's

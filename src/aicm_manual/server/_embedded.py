@@ -21,12 +21,12 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
-from .._config_sources import DirectoryConfigSource
+from .._configs.sources import DirectoryConfigSource
 from ._app import create_app
 from ._auth import hash_key, parse_key_spec
 from ._pricing import Pricer
-from ._storage import SCOPES, Storage
-from ._urls import check_url, open_storage
+from ._storage import check_url, open_storage
+from ._storage.protocol import SCOPES, Storage
 
 
 @dataclass

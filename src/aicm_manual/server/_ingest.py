@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .._config import UsageConfig
-from .._config_sources import config_for_service
+from .._configs.model import UsageConfig
+from .._configs.sources import config_for_service
 from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, StorageError
-from ._storage import IngestStatus, NewEvent, Storage
+from ._storage.protocol import IngestStatus, NewEvent, Storage
 
 log = logging.getLogger("aicm_manual.server")
 

@@ -32,7 +32,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from .._config import GenaiPricesRef, Pricing, Rate, UsageConfig
+from .._configs.model import GenaiPricesRef, Pricing, Rate, UsageConfig
 
 if TYPE_CHECKING:
     from genai_prices.types import PriceCalculation

@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
-from ._storage import (
+from .protocol import (
     US_PER_DAY,
     ApiKeyRecord,
     Bucket,

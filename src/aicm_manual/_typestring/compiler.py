@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from types import CodeType
 from typing import Any
 
-from ._types import (
+from .nodes import (
     ANY,
     NONE,
     DictOf,

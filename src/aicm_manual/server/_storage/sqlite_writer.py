@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from ._storage import IngestStatus, NewEvent
+from .protocol import IngestStatus, NewEvent
 
 log = logging.getLogger("aicm_manual.server")
 _T = TypeVar("_T")

@@ -20,11 +20,11 @@ from urllib.parse import quote
 
 import cachetools
 
-from ._config import ID_PATTERN, UsageConfig
-from ._handling import is_handling_config
-from ._http import HttpClient
-from ._secret import Secret
-from .errors import ConfigError, ConfigFetchError, ConfigNotFoundError, TransportError
+from .._http import HttpClient
+from .._secret import Secret
+from ..errors import ConfigError, ConfigFetchError, ConfigNotFoundError, TransportError
+from .handling import is_handling_config
+from .model import ID_PATTERN, UsageConfig
 
 
 class ConfigSource(Protocol):

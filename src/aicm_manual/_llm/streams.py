@@ -22,7 +22,7 @@ import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
-from .errors import LlmUsageError
+from ..errors import LlmUsageError
 
 log = logging.getLogger("aicm_manual.llm")
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import UsageConfig
-from ._config_sources import ConfigSource, all_configs, config_for_service
-from ._logging import log
-from ._records import check_id
-from .errors import ConfigFetchError
+from .._logging import log
+from .._records import check_id
+from ..errors import ConfigFetchError
+from .model import UsageConfig
+from .sources import ConfigSource, all_configs, config_for_service
 
 _MAX_ROUTES = 1024  # service ids come from callers: keep the cache of their routes bounded
 

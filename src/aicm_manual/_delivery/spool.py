@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import AicmError
+from ..errors import AicmError
 
 SCHEMA_VERSION = 1
 _HOST = socket.gethostname()

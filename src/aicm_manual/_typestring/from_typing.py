@@ -12,7 +12,8 @@ from typing import Any, ForwardRef
 
 import typing_inspect
 
-from ._types import (
+from ..errors import SchemaError
+from .nodes import (
     ANY,
     BOOL,
     FLOAT,
@@ -26,9 +27,8 @@ from ._types import (
     TypeNode,
     depth,
 )
-from ._types import union as make_union
-from ._typestring import MAX_DEPTH, parse
-from .errors import SchemaError
+from .nodes import union as make_union
+from .parser import MAX_DEPTH, parse
 
 _SCALARS: dict[object, TypeNode] = {
     int: INT,

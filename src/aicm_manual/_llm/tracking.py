@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 import cachetools
 
-from ._llm import LlmUsage, StreamUsage, check_api_id, extract_usage
-from ._llm_streams import AsyncLlmStream, LlmStream, Recorder
-from .errors import InvalidRecordError, LlmUsageError
+from ..errors import InvalidRecordError, LlmUsageError
+from .streams import AsyncLlmStream, LlmStream, Recorder
+from .usage import LlmUsage, StreamUsage, check_api_id, extract_usage
 
 T = TypeVar("T")
 TrackFn = Callable[..., str]

@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._sqlite_writer import Checkpointer, Writer
-from ._storage import (
+from .protocol import (
     US_PER_DAY,
     ApiKeyRecord,
     Bucket,
@@ -35,6 +34,7 @@ from ._storage import (
     event_window,
     whole_days,
 )
+from .sqlite_writer import Checkpointer, Writer
 
 _US_PER_HOUR = 3_600_000_000
 _HOUR = f"timestamp_us / {_US_PER_HOUR}"  # SQLite's integer division: towards zero

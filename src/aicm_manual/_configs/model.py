@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ._handling import is_handling_config, parse_handling_config
-from ._types import FLOAT, INT, TypeNode, UnionOf
-from ._validator import TypeValidator
-from .errors import ConfigError, ConfigNotFoundError, SchemaError, TypeStringError
+from .._typestring.nodes import FLOAT, INT, TypeNode, UnionOf
+from .._typestring.validator import TypeValidator
+from ..errors import ConfigError, ConfigNotFoundError, SchemaError, TypeStringError
+from .handling import is_handling_config, parse_handling_config
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 # "vendor::*" stands for every service of a vendor, e.g. any OpenAI model in the llm config.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ConfigError, StorageError
-from ._storage import Storage
+from ...errors import ConfigError, StorageError
+from .protocol import Storage
 
 
 def redact(url: str) -> str:
@@ -29,7 +29,7 @@ def open_storage(url: str, *, create: bool = True) -> Storage:
     commands, where a typo must not leave an empty database behind).
     """
     if url.startswith("sqlite:///"):
-        from ._sqlite import SqliteStorage
+        from .sqlite import SqliteStorage
 
         opener: type = SqliteStorage
         target: object = Path(url[len("sqlite:///") :]).expanduser()
@@ -37,7 +37,7 @@ def open_storage(url: str, *, create: bool = True) -> Storage:
             raise StorageError(f"no database at {target}")
     elif url.startswith(("postgresql://", "postgres://")):
         try:
-            from ._postgres import PostgresStorage
+            from .postgres import PostgresStorage
         except ImportError as exc:
             raise ConfigError(
                 "PostgreSQL storage needs its extra: pip install 'aicm-manual[postgres]'"

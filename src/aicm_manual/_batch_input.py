@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._wire import Outcome
+from ._protocol import Outcome
 from .errors import InvalidRecordError
 
 # Our name -> the alias users bring from the AICostManager SDK.

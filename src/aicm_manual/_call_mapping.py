@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ._handling import FieldSpec, HandlingConfig, MethodSpec
+from ._configs.handling import FieldSpec, HandlingConfig, MethodSpec
 
 _SCALARS = (str, int, float, bool, type(None))
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import cachetools
 
-from ._check import ErrorSink, collect_errors, describe
-from ._compile import RecordCheck, bind, compile_node_check, compile_record, record_check
-from ._types import NODE_TYPES, TypeNode, is_nullable
-from ._typestring import parse
-from .errors import SchemaError, TypeStringError, UsageValidationError
+from ..errors import SchemaError, TypeStringError, UsageValidationError
+from .compiler import RecordCheck, bind, compile_node_check, compile_record, record_check
+from .nodes import NODE_TYPES, TypeNode, is_nullable
+from .parser import parse
+from .semantics import ErrorSink, collect_errors, describe
 
 __all__ = ["TypeValidator"]
 
@@ -56,7 +56,7 @@ def to_node(spec: object) -> TypeNode:
         return spec
     # typing-inspect is only needed for schemas written as typing objects; importing it
     # lazily keeps it off ``import aicm_manual``.
-    from ._from_typing import from_typing
+    from .from_typing import from_typing
 
     return from_typing(spec)
 

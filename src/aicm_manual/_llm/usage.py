@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import LlmUsageError
+from ..errors import LlmUsageError
 
 API_IDS = ("openai_chat", "openai_responses", "anthropic", "gemini")
 VENDORS: Mapping[str, str] = {

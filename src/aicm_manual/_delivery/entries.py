@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._http import HttpResponse
-from ._records import Target, UsageRecord
-from ._spool import SpoolRow
+from .._http import HttpResponse
+from .._records import Target, UsageRecord
+from .spool import SpoolRow
 
 log = logging.getLogger("aicm_manual.delivery")
 
@@ -38,7 +38,7 @@ class HttpTransport:
     """POST ``{api_base}/api/v1/track`` over the package's one HTTP client."""
 
     def __init__(self, timeout: float) -> None:
-        from ._http import HttpClient
+        from .._http import HttpClient
 
         self._client = HttpClient(timeout=timeout)
 

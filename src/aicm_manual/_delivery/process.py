@@ -16,9 +16,9 @@ import os
 import threading
 from typing import Any
 
-from ._delivery_settings import DeliverySettings, DeliveryType
-from ._engine import DeliveryEngine
-from .errors import ConfigError
+from ..errors import ConfigError
+from .engine import DeliveryEngine
+from .settings import DeliverySettings, DeliveryType
 
 log = logging.getLogger("aicm_manual.delivery")
 

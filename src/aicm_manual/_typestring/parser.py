@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._types import (
+from ..errors import TypeStringError
+from .nodes import (
     ANY,
     SCALAR_NAMES,
     DictOf,
@@ -25,7 +26,6 @@ from ._types import (
     depth,
     union,
 )
-from .errors import TypeStringError
 
 MAX_LENGTH = 1000
 MAX_DEPTH = 32

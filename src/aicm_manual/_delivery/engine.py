@@ -25,8 +25,19 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._delivery_settings import DeliverySettings, DeliveryType
-from ._pending import (
+from .._protocol import (
+    DELIVERED_OUTCOME,
+    MAX_RECORDS_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    Outcome,
+    encode_batch,
+    encode_record,
+    encode_records,
+    parse_results,
+)
+from .._records import Target, UsageRecord
+from ..errors import DeliveryError, InvalidRecordError, QueueFullError, TransportError
+from .entries import (
     ANONYMOUS,
     Entry,
     HttpTransport,
@@ -42,20 +53,9 @@ from ._pending import (
     log,
     wire_of,
 )
-from ._records import Target, UsageRecord
-from ._retry import AUTH_STATUSES, Backoff, is_retryable, parse_retry_after
-from ._spool import Spool
-from ._wire import (
-    DELIVERED_OUTCOME,
-    MAX_RECORDS_PER_REQUEST,
-    MAX_REQUEST_BYTES,
-    Outcome,
-    encode_batch,
-    encode_record,
-    encode_records,
-    parse_results,
-)
-from .errors import DeliveryError, InvalidRecordError, QueueFullError, TransportError
+from .retry import AUTH_STATUSES, Backoff, is_retryable, parse_retry_after
+from .settings import DeliverySettings, DeliveryType
+from .spool import Spool
 
 
 class DeliveryEngine:

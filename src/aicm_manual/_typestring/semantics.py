@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ._types import DictOf, ListOf, Scalar, SetOf, TupleOf, TypeNode, UnionOf
+from .nodes import DictOf, ListOf, Scalar, SetOf, TupleOf, TypeNode, UnionOf
 
 
 def accepts(node: TypeNode, value: object) -> bool:
