@@ -1,4 +1,17 @@
-"""aicm-manual: schema-validated usage and cost tracking for AI and API services."""
+"""aicm-manual: schema-validated usage and cost tracking for AI and API services.
+
+The parts, each importing only those above it:
+
+    errors, _secret, _ids, _logging      shared leaves
+    _typestring/                         type strings: parse, check, compile (pure)
+    _llm/                                token usage of LLM responses and streams (pure)
+    _records, _protocol                  a usage record, and the wire contract (pure)
+    _http, _settings                     the one HTTP client; settings resolution
+    _configs/                            configs, their sources and routing
+    _delivery/                           the background engine and its spool
+    _record_builder, _tracker, _cost_manager, _call_mapping    what users call
+    server/                              the collector (an extra), never imported above
+"""
 
 from ._call_mapping import UniversalExtractor
 from ._configs.handling import HandlingConfig

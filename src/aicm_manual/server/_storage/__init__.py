@@ -1,4 +1,12 @@
-"""Database URLs: ``sqlite:///path/to/file.db`` or ``postgresql://user@host/db``."""
+"""The collector's storage: one protocol and its backends, opened from a database URL.
+
+    storage = open_storage("sqlite:///data/collector.db")   # or postgresql://user@host/db
+
+``protocol`` is the contract every backend keeps (pure types); ``sqlite`` (with its
+``sqlite_writer``) and ``postgres`` implement it, each the only importer of its driver,
+and translate the driver's exceptions into ``StorageError`` before they leave. May import
+``errors`` and the collector's pure helpers; never the app, the CLI or the client's parts.
+"""
 
 from __future__ import annotations
 

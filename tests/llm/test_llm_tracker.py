@@ -27,7 +27,7 @@ from aicm_manual.testing import CapturingDelivery
 from test_llm import CASES, IDS, Case, camel
 from test_llm_streams import ANTHROPIC
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 KEY = "aicm_llm_tracker_key"
 NO_INI = {"AICM_INI_PATH": "/nonexistent/AICM.INI"}
 
