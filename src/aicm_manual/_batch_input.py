@@ -12,16 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._protocol import Outcome
+from ._protocol import RECORD_KEYS, Outcome, answer, result_of
 from .errors import InvalidRecordError
 
 # Our name -> the alias users bring from the AICostManager SDK.
 ALIASES = {"service_id": "service_key", "client_customer_key": "customer_key"}
-FIELDS = frozenset(
-    {"usage", "service_id", "config_id", "response_id", "timestamp", "client_customer_key"}
-    | {"context"}
-    | set(ALIASES.values())
-)
+FIELDS = RECORD_KEYS | frozenset(ALIASES.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +91,10 @@ class BatchItem:
 
 
 def batch_answer(response_ids: Sequence[str], outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """What an immediate ``track_batch()`` returns: the collector's word on each record."""
-    results: list[dict[str, Any]] = []
-    summary: dict[str, int] = {}
-    for index, (rid, outcome) in enumerate(zip(response_ids, outcomes, strict=True)):
-        result: dict[str, Any] = {"index": index, "response_id": rid, "status": outcome.status}
-        if outcome.errors:
-            result["errors"] = list(outcome.errors)
-        if outcome.cost is not None:
-            result["cost"] = outcome.cost
-            result["currency"] = outcome.currency
-        results.append(result)
-        summary[outcome.status] = summary.get(outcome.status, 0) + 1
-    return {"results": results, "response_ids": list(response_ids), "summary": summary}
+    """What an immediate ``track_batch()`` returns: the collector's word on each record,
+    in the collector's shape, plus the ids in input order."""
+    results = [
+        result_of(index, rid, outcome)
+        for index, (rid, outcome) in enumerate(zip(response_ids, outcomes, strict=True))
+    ]
+    return {**answer(results)[1], "response_ids": list(response_ids)}

@@ -1,4 +1,6 @@
-"""The track protocol's bodies and answers (DESIGN section 5), as bytes and plain data.
+"""The wire contract of ``POST /api/v1/track``, shared by the client, the collector and
+the test double: limits, record keys, statuses, the answer's shape and the one JSON
+encoding policy.
 
 Pure: no I/O. Records are encoded one by one so a batch can be cut by bytes and the spool
 can store them as they will be sent; a batch body is then a concatenation.
@@ -15,15 +17,56 @@ from ._records import UsageRecord
 
 MAX_RECORDS_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
+# What a record may hold; ``service_id``, ``response_id``, ``timestamp`` and ``usage`` are
+# required (``timestamp`` is filled in by the client when the caller gives none).
+RECORD_KEYS = frozenset(
+    {
+        "config_id",
+        "service_id",
+        "response_id",
+        "timestamp",
+        "usage",
+        "client_customer_key",
+        "context",
+    }
+)
 DELIVERED = frozenset({"accepted", "duplicate"})
 PERMANENT = frozenset({"rejected", "conflict"})
 
+# The one encoding policy: compact UTF-8, and no NaN or infinity (not JSON; a collector
+# would refuse the whole body).
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_json(value: Any) -> bytes:
+    """``value`` as compact JSON; raises ValueError/TypeError for data JSON cannot hold."""
+    return _encoder.encode(value).encode()
+
+
+def encode_kept(value: Any) -> bytes:
+    """``value`` under the same policy, for keeping what could not be sent (dead letters):
+    anything JSON cannot hold is kept as its ``repr`` text instead of failing."""
+    try:
+        return encode_json(value)
+    except (ValueError, TypeError):
+        return encode_json(_as_text(value))
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_text(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return value
+    return repr(value)
 
 
 def encode_record(record: UsageRecord) -> bytes:
     """One record as compact JSON; raises ValueError/TypeError for data JSON cannot hold."""
-    return _encoder.encode(record.to_wire()).encode()
+    return encode_json(record.to_wire())
 
 
 def encode_batch(bodies: Sequence[bytes]) -> bytes:
@@ -84,3 +127,25 @@ def parse_results(answer: Any, response_ids: Sequence[str]) -> list[Outcome] | N
     if any(o.status == "missing" for o in out):
         return None
     return out
+
+
+def answer(results: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """The collector's answer to a request whose records have ``results`` (in input order):
+    200 when every record was delivered, 207 when any was rejected or in conflict, and a
+    summary counting records by status."""
+    summary: dict[str, int] = {}
+    for result in results:
+        status = result["status"]
+        summary[status] = summary.get(status, 0) + 1
+    return (200 if summary.keys() <= DELIVERED else 207), {"results": results, "summary": summary}
+
+
+def result_of(index: int, response_id: str | None, outcome: Outcome) -> dict[str, Any]:
+    """One record's entry in an answer."""
+    result: dict[str, Any] = {"index": index, "response_id": response_id, "status": outcome.status}
+    if outcome.errors:
+        result["errors"] = list(outcome.errors)
+    if outcome.cost is not None:
+        result["cost"] = outcome.cost
+        result["currency"] = outcome.currency
+    return result

@@ -31,13 +31,62 @@ INI_SECTION = "aicm"
 
 
 @dataclass(frozen=True)
+class Found:
+    """A setting's raw value and where it came from, worded for error messages."""
+
+    value: object
+    where: str  # "argument aicm_api_base", "environment variable AICM_API_BASE", ...
+    ini_path: Path | None = None  # set when the value came from the INI file
+
+    def invalid(self, why: str) -> ConfigError:
+        return ConfigError(f"setting {self.where} has value {self.value!r}. {why}")
+
+    def path(self) -> Path:
+        """The value as a path; relative paths in the INI file are relative to its folder."""
+        path = Path(os.fspath(self.value)).expanduser()  # type: ignore[call-overload]
+        if self.ini_path is not None and not path.is_absolute():
+            path = self.ini_path.parent / path
+        return path
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The one resolver every setting goes through: explicit argument > environment
+    variable > AICM.INI > default (``pick`` answers None for the default)."""
+
+    environ: Mapping[str, str]
+    ini_path: Path
+    ini: Mapping[str, Mapping[str, str]]
+
+    @classmethod
+    def load(
+        cls, ini_path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None
+    ) -> Sources:
+        env = os.environ if environ is None else environ
+        path = Path(ini_path or env.get("AICM_INI_PATH") or DEFAULT_INI_PATH).expanduser()
+        return cls(env, path, read_ini(path))
+
+    def pick(
+        self, explicit: object, argument: str, variable: str, section: str, option: str
+    ) -> Found | None:
+        if explicit is not None:
+            return Found(explicit, f"argument {argument}")
+        if self.environ.get(variable):
+            return Found(self.environ[variable], f"environment variable {variable}")
+        value = self.ini.get(section, {}).get(option)
+        if value:
+            return Found(value, f"{option} in [{section}] of {str(self.ini_path)!r}", self.ini_path)
+        return None
+
+
+@dataclass(frozen=True)
 class Settings:
     api_base: str = DEFAULT_API_BASE
     api_key: Secret | None = None
     ini_path: Path = Path(DEFAULT_INI_PATH)
     schemas_dir: Path | None = None
     config_ttl: float = DEFAULT_CONFIG_TTL
-    ini: Mapping[str, Mapping[str, str]] | None = None  # every INI section, for later layers
+    sources: Sources | None = None  # what later layers (delivery settings) resolve from
     log_file: Path | None = None
     log_level: str | None = None  # None: leave the "aicm_manual" logger's level alone
     log_bodies: bool = False
@@ -56,37 +105,23 @@ class Settings:
         log_bodies: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        env = os.environ if environ is None else environ
-        ini_path = Path(aicm_ini_path or env.get("AICM_INI_PATH") or DEFAULT_INI_PATH).expanduser()
-        sections = read_ini(ini_path)
-        ini = sections.get(INI_SECTION, {})
+        sources = Sources.load(aicm_ini_path, environ)
 
-        def pick(explicit: object, name: str) -> tuple[object, str]:
-            if explicit is not None:
-                return explicit, "argument"
-            if env.get(name):
-                return env[name], "environment"
-            if ini.get(name.lower()):
-                return ini[name.lower()], str(ini_path)
-            return None, "default"
+        def pick(explicit: object, argument: str, variable: str) -> Found | None:
+            return sources.pick(explicit, argument, variable, INI_SECTION, variable.lower())
 
-        key, _ = pick(aicm_api_key, "AICM_API_KEY")
-        base, base_from = pick(aicm_api_base, "AICM_API_BASE")
-        schemas, schemas_from = pick(schemas_dir, "AICM_SCHEMAS_DIR")
-        ttl, ttl_from = pick(config_ttl, "AICM_CONFIG_TTL")
-        log_path, log_path_from = pick(log_file, "AICM_LOG_FILE")
-        level, level_from = pick(log_level, "AICM_LOG_LEVEL")
-        bodies, bodies_from = pick(log_bodies, "AICM_LOG_BODIES")
+        schemas = pick(schemas_dir, "schemas_dir", "AICM_SCHEMAS_DIR")
+        log_path = pick(log_file, "log_file", "AICM_LOG_FILE")
         return cls(
-            api_base=_api_base(base, base_from),
-            api_key=key if isinstance(key, Secret) or key is None else Secret(str(key)),
-            ini_path=ini_path,
-            schemas_dir=_ini_relative_path(schemas, schemas_from, ini_path),
-            config_ttl=_ttl(ttl, ttl_from),
-            ini=sections,
-            log_file=_ini_relative_path(log_path, log_path_from, ini_path),
-            log_level=_level(level, level_from),
-            log_bodies=_flag("AICM_LOG_BODIES", bodies, bodies_from),
+            api_base=_api_base(pick(aicm_api_base, "aicm_api_base", "AICM_API_BASE")),
+            api_key=_api_key(pick(aicm_api_key, "aicm_api_key", "AICM_API_KEY")),
+            ini_path=sources.ini_path,
+            schemas_dir=None if schemas is None else schemas.path(),
+            config_ttl=_ttl(pick(config_ttl, "config_ttl", "AICM_CONFIG_TTL")),
+            sources=sources,
+            log_file=None if log_path is None else log_path.path(),
+            log_level=_level(pick(log_level, "log_level", "AICM_LOG_LEVEL")),
+            log_bodies=_flag(pick(log_bodies, "log_bodies", "AICM_LOG_BODIES")),
         )
 
     def __repr__(self) -> str:
@@ -112,65 +147,80 @@ def read_ini(path: Path) -> dict[str, dict[str, str]]:
     return {name: dict(parser.items(name)) for name in parser.sections()}
 
 
-def _invalid(name: str, value: object, source: str, why: str) -> ConfigError:
-    return ConfigError(f"setting {name} has value {value!r} (from {source}). {why}")
-
-
-def _api_base(value: object, source: str) -> str:
-    if value is None:
+def _api_base(found: Found | None) -> str:
+    if found is None:
         return DEFAULT_API_BASE
-    text = str(value).strip().rstrip("/")
+    text = str(found.value).strip().rstrip("/")
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _invalid("AICM_API_BASE", value, source, "Expected an http:// or https:// URL.")
+        raise found.invalid("Expected an http:// or https:// URL.")
     if parts.query or parts.fragment:
-        raise _invalid("AICM_API_BASE", value, source, "A base URL takes no query or fragment.")
+        raise found.invalid("A base URL takes no query or fragment.")
     return text
 
 
-def _ini_relative_path(value: object, source: str, ini_path: Path) -> Path | None:
-    if value is None:
+def _api_key(found: Found | None) -> Secret | None:
+    """The key, checked so that it can travel in an Authorization header. Errors name the
+    setting and never the key."""
+    if found is None:
         return None
-    path = Path(str(value)).expanduser()
-    if source == str(ini_path) and not path.is_absolute():
-        path = ini_path.parent / path
-    return path
+    if isinstance(found.value, Secret):
+        return found.value
+    text = str(found.value).strip()
+    if not text:
+        raise ConfigError(f"setting {found.where} is blank. Expected an API key.")
+    problem = header_problem(text)
+    if problem:
+        raise ConfigError(f"setting {found.where}: the API key {problem}.")
+    return Secret(text)
 
 
-def _ttl(value: object, source: str) -> float:
-    if value is None:
+def header_problem(text: str) -> str | None:
+    """Why ``text`` cannot be sent as an HTTP header value, or None. Never quotes it."""
+    if not text.isprintable():
+        return "contains a line break or another control character"
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return "contains characters an HTTP header cannot carry (only Latin-1 is allowed)"
+    return None
+
+
+def _ttl(found: Found | None) -> float:
+    if found is None:
         return DEFAULT_CONFIG_TTL
     try:
-        ttl = float(str(value))
+        ttl = float(str(found.value))
     except ValueError:
-        raise _invalid("AICM_CONFIG_TTL", value, source, "Not a number of seconds.") from None
+        raise found.invalid("Not a number of seconds.") from None
     if not ttl >= 0:
-        raise _invalid("AICM_CONFIG_TTL", value, source, "Must be zero or more seconds.")
+        raise found.invalid("Must be zero or more seconds.")
     return ttl
 
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
-def _level(value: object, source: str) -> str | None:
-    if value is None:
+def _level(found: Found | None) -> str | None:
+    if found is None:
         return None
+    value = found.value
     if isinstance(value, int) and not isinstance(value, bool):
         return logging.getLevelName(value) if logging.getLevelName(value) in _LEVELS else None
     text = str(value).strip().upper()
     if text not in _LEVELS:
-        raise _invalid("AICM_LOG_LEVEL", value, source, f"Expected one of {', '.join(_LEVELS)}.")
+        raise found.invalid(f"Expected one of {', '.join(_LEVELS)}.")
     return text
 
 
-def _flag(name: str, value: object, source: str) -> bool:
-    if value is None:
+def _flag(found: Found | None) -> bool:
+    if found is None:
         return False
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
+    if isinstance(found.value, bool):
+        return found.value
+    text = str(found.value).strip().lower()
     if text in ("1", "true", "yes", "on"):
         return True
     if text in ("0", "false", "no", "off", ""):
         return False
-    raise _invalid(name, value, source, "Expected true or false.")
+    raise found.invalid("Expected true or false.")

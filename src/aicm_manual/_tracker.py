@@ -136,9 +136,7 @@ class Tracker:
                 "on_full": delivery_on_full,
                 "db_path": db_path,
             },
-            environ=environ,
-            ini=self.settings.ini,
-            ini_path=str(self.settings.ini_path),
+            sources=self.settings.sources,
         )
         self._engine: DeliveryEngine | None = None
         if delivery is None:

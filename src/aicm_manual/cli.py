@@ -177,9 +177,7 @@ def _open_existing(
         path, origin = Path(args.db).expanduser(), "from --db"
     else:
         settings = Settings.resolve(aicm_ini_path=args.ini, environ=env)
-        delivery = DeliverySettings.resolve(
-            environ=env, ini=settings.ini, ini_path=str(settings.ini_path)
-        )
+        delivery = DeliverySettings.resolve(sources=settings.sources)
         # The default db_path is stored with its "~" unexpanded (Spool expands it itself).
         path = delivery.db_path.expanduser()
         origin = (

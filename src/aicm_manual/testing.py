@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._http import HttpResponse
+from ._protocol import answer
 from ._records import Target, UsageRecord
 from .errors import TransportError
 
@@ -152,10 +153,8 @@ class CollectorStub:
                     self.stored[key] = record
                     result["status"] = "accepted"
                 results.append(result)
-        statuses = {r["status"] for r in results}
-        code = 200 if statuses <= {"accepted", "duplicate"} else 207
-        answer = {"results": results, "summary": {"received": len(results)}}
-        return code, {"Content-Type": "application/json"}, json.dumps(answer).encode()
+        code, reply = answer(results)
+        return code, {"Content-Type": "application/json"}, json.dumps(reply).encode()
 
 
 class StubTransport:

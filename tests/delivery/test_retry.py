@@ -13,6 +13,7 @@ import pytest
 from aicm_manual import ConfigError, DeliveryEngine, DeliverySettings, DeliveryType, OnFull
 from aicm_manual._delivery.retry import Backoff, is_retryable, parse_retry_after
 from aicm_manual._records import Target, UsageRecord, normalise_timestamp
+from aicm_manual._settings import Sources
 from aicm_manual.testing import CollectorStub, Scripted, StubTransport
 
 
@@ -147,14 +148,16 @@ def test_retry_budget_gives_up_on_memory_records_only_after_the_budget() -> None
 
 def test_delivery_settings_precedence(tmp_path: Path) -> None:
     ini = {"delivery": {"batch_size": "250", "delivery_type": "persistent_queue"}}
-    s = DeliverySettings.resolve(environ={}, ini=ini)
+    s = DeliverySettings.resolve(sources=Sources({}, tmp_path / "AICM.INI", ini))
     assert s.batch_size == 250
     assert s.delivery_type is DeliveryType.PERSISTENT_QUEUE
     env = {"AICM_DELIVERY_BATCH_SIZE": "500", "AICM_DELIVERY_ON_FULL": "Backpressure"}
-    s = DeliverySettings.resolve(environ=env, ini=ini)
+    s = DeliverySettings.resolve(sources=Sources(env, tmp_path / "AICM.INI", ini))
     assert s.batch_size == 500
     assert s.on_full is OnFull.BACKPRESSURE
-    s = DeliverySettings.resolve({"batch_size": 10, "queue_size": 10}, environ=env, ini=ini)
+    s = DeliverySettings.resolve(
+        {"batch_size": 10, "queue_size": 10}, sources=Sources(env, tmp_path / "AICM.INI", ini)
+    )
     assert s.batch_size == 10
     s = DeliverySettings.resolve({"db_path": tmp_path / "x.db"}, environ={"AICM_DB_PATH": "/a"})
     assert s.db_path == tmp_path / "x.db"
@@ -166,9 +169,9 @@ def test_delivery_settings_precedence(tmp_path: Path) -> None:
     [
         ({"AICM_DELIVERY_TYPE": "carrier_pigeon"}, "Expected one of: immediate, mem_queue"),
         ({"AICM_DELIVERY_BATCH_SIZE": "0"}, "AICM_DELIVERY_BATCH_SIZE has value '0'"),
-        ({"AICM_DELIVERY_BATCH_SIZE": "5000"}, "allows 1000 at most"),
+        ({"AICM_DELIVERY_BATCH_SIZE": "5000"}, "allows 1000 records per request at most"),
         ({"AICM_DELIVERY_BATCH_INTERVAL": "-1"}, "zero or more"),
-        ({"AICM_DELIVERY_QUEUE_SIZE": "10"}, "at least the batch size"),
+        ({"AICM_DELIVERY_QUEUE_SIZE": "10"}, "must be at least batch_size"),
     ],
 )
 def test_invalid_delivery_settings_name_the_variable(env: dict[str, str], message: str) -> None:

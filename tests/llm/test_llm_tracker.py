@@ -13,6 +13,8 @@ from typing import Any
 import genai_prices
 import pytest
 import requests
+from test_llm import CASES, IDS, Case, camel
+from test_llm_streams import ANTHROPIC
 
 from aicm_manual import Tracker, UsageValidationError
 from aicm_manual._llm.tracking import (
@@ -24,8 +26,6 @@ from aicm_manual._llm.tracking import (
 from aicm_manual.server._embedded import EmbeddedCollector, embedded_collector
 from aicm_manual.server._pricing import NANOS_PER_UNIT, to_nanos
 from aicm_manual.testing import CapturingDelivery
-from test_llm import CASES, IDS, Case, camel
-from test_llm_streams import ANTHROPIC
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 KEY = "aicm_llm_tracker_key"

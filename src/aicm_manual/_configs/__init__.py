@@ -5,6 +5,6 @@ methods a CostManager tracks) are pure; ``sources`` reads configs from a directo
 HTTP; ``routing`` holds the one rule, shared by the client and the collector, for which
 config checks a record.
 
-May import ``_typestring``, ``_llm.usage`` (API ids), ``_http``, ``_secret``, ``_records``,
-``_logging`` and ``errors``; never ``_delivery`` or ``server``.
+May import ``_typestring``, ``_llm.usage`` (API ids), ``_protocol``, ``_http``, ``_secret``,
+``_records``, ``_logging`` and ``errors``; never ``_delivery`` or ``server``.
 """

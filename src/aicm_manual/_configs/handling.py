@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._llm.usage import API_IDS
+from .._protocol import RECORD_KEYS
 from ..errors import ConfigError
 
 _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -46,9 +47,9 @@ _DEFAULT_KEYS = (
 )
 _TOP_KEYS = frozenset({"tracked_methods", "description", *_DEFAULT_KEYS})
 _METHOD_KEYS = frozenset({"method", *_DEFAULT_KEYS})
-RECORD_FIELDS = frozenset(
-    {"usage", "service_id", "response_id", "timestamp", "client_customer_key", "context"}
-)
+# What a handling config may fill in: every record key but the config, which is the
+# CostManager's own.
+RECORD_FIELDS = RECORD_KEYS - {"config_id"}
 _NESTED = ("usage", "context")  # targets that may name one of their keys: usage.input_tokens
 SOURCES = frozenset({"request_data", "response_data", "method", "timestamp", "config_identifier"})
 

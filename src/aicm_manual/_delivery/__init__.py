@@ -6,6 +6,7 @@ wait) are pure; ``spool`` is the SQLite file ``persistent_queue`` writes through
 one worker thread per process; ``process`` keeps that engine for the process (created on
 first use, fresh after fork, drained at exit).
 
-Knows records only as ``_records.UsageRecord`` and bytes from ``_protocol``: it never
-imports ``_typestring``, ``_configs``, ``_llm`` or ``server``.
+Knows records only as ``_records.UsageRecord`` and bytes from ``_protocol``; may import
+those, ``_http``, ``_settings``, ``_secret``, ``_logging`` and ``errors``, never
+``_typestring``, ``_configs``, ``_llm`` or ``server``.
 """

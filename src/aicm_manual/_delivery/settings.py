@@ -6,8 +6,8 @@
     db_path = ~/.cache/aicm/spool.db
 
 Every option has an environment variable (``AICM_DELIVERY_TYPE``, ``AICM_DB_PATH``,
-``AICM_DELIVERY_BATCH_SIZE`` ...; see ``FIELDS``) and an INI key of the same name in lower
-case without the ``AICM_`` / ``AICM_DELIVERY_`` prefix.
+``AICM_DELIVERY_BATCH_SIZE`` ...; see ``FIELDS``) and an option in ``[delivery]`` named like
+the field; a relative path there is relative to the INI file's folder.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .._protocol import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES
+from .._settings import Sources
 from ..errors import ConfigError
 
 
@@ -47,8 +49,8 @@ class DeliverySettings:
     queue_size: int = 1_000_000
     queue_bytes: int = 512 * 1024 * 1024
     block_timeout: float = 10.0
-    batch_size: int = 1000  # the protocol's maximum per request
-    batch_bytes: int = 4 * 1024 * 1024  # under the protocol's 5 MiB
+    batch_size: int = MAX_RECORDS_PER_REQUEST
+    batch_bytes: int = 4 * 1024 * 1024  # under the protocol's 5 MiB: room for the envelope
     batch_interval: float = 0.2  # the age at which the oldest record leaves anyway
     timeout: float = 10.0  # per HTTP request
     backoff_initial: float = 0.5
@@ -68,43 +70,45 @@ class DeliverySettings:
         explicit: Mapping[str, object] | None = None,
         *,
         environ: Mapping[str, str] | None = None,
-        ini: Mapping[str, Mapping[str, str]] | None = None,
-        ini_path: str = "AICM.INI",
+        sources: Sources | None = None,
     ) -> DeliverySettings:
-        """Resolve every field; ``explicit`` holds constructor arguments by field name."""
-        env = os.environ if environ is None else environ
-        section = (ini or {}).get("delivery", {})
+        """Resolve every field; ``explicit`` holds arguments by field name. ``sources`` (the
+        client settings' environment and INI file) defaults to ``environ`` and no INI."""
+        if sources is None:
+            sources = Sources(os.environ if environ is None else environ, Path("AICM.INI"), {})
         given = {k: v for k, v in (explicit or {}).items() if v is not None}
         unknown = set(given) - {f.name for f in fields(cls)}
         if unknown:
             raise TypeError(f"unknown delivery settings: {sorted(unknown)}")
         values: dict[str, Any] = {}
-        for name, (env_name, parse) in FIELDS.items():
-            if name in given:
-                raw, source = given[name], "argument"
-            elif env.get(env_name):
-                raw, source = env[env_name], "environment"
-            elif section.get(name):
-                raw, source = section[name], f"{ini_path} [delivery]"
-            else:
+        for name, (variable, parse) in FIELDS.items():
+            found = sources.pick(given.get(name), name, variable, "delivery", name)
+            if found is None:
                 continue
             try:
-                values[name] = parse(raw)
+                values[name] = found.path() if parse is _path else parse(found.value)
             except (ValueError, TypeError) as exc:
-                raise ConfigError(
-                    f"setting {env_name} has value {raw!r} (from {source}). {exc}"
-                ) from None
+                raise found.invalid(str(exc)) from None
         settings = replace(cls(), **values)
         settings.check()
         return settings
 
     def check(self) -> None:
-        if self.batch_size > 1000:
-            raise ConfigError("setting AICM_DELIVERY_BATCH_SIZE: the protocol allows 1000 at most")
-        if self.batch_bytes > 5 * 1024 * 1024:
-            raise ConfigError("setting AICM_DELIVERY_BATCH_BYTES: the protocol allows 5 MiB")
+        if self.batch_size > MAX_RECORDS_PER_REQUEST:
+            raise ConfigError(
+                f"delivery setting batch_size is {self.batch_size}; the protocol allows"
+                f" {MAX_RECORDS_PER_REQUEST} records per request at most"
+            )
+        if self.batch_bytes > MAX_REQUEST_BYTES:
+            raise ConfigError(
+                f"delivery setting batch_bytes is {self.batch_bytes}; the protocol allows"
+                f" {MAX_REQUEST_BYTES} bytes per request at most"
+            )
         if self.queue_size < self.batch_size:
-            raise ConfigError("setting AICM_DELIVERY_QUEUE_SIZE must be at least the batch size")
+            raise ConfigError(
+                f"delivery setting queue_size ({self.queue_size}) must be at least batch_size"
+                f" ({self.batch_size})"
+            )
 
 
 def _positive_int(raw: object) -> int:
@@ -147,6 +151,7 @@ def _enum(kind: type[enum.Enum]) -> Callable[[object], Any]:
 
 
 def _path(raw: object) -> Path:
+    # Resolved by Found.path(), which makes INI paths relative to the INI file.
     return Path(os.fspath(raw)).expanduser()  # type: ignore[call-overload]
 
 

@@ -30,10 +30,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._configs.model import UsageConfig
+from .._protocol import MAX_REQUEST_BYTES
 from .._records import format_timestamp_us, normalise_timestamp
 from ..errors import AicmError, StorageError
 from ._auth import hash_key
-from ._ingest import MAX_BODY_BYTES, Ingestor, PricerLike, RequestError, cost_text
+from ._ingest import Ingestor, PricerLike, RequestError, cost_text
 from ._storage.protocol import ApiKeyRecord, Storage, StoredEvent, SummaryRow
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -123,24 +124,24 @@ class Collector:
 
     async def track(self, request: Request, key: ApiKeyRecord) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error(413, f"body over {MAX_BODY_BYTES} bytes")
+        if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
+            return error(413, f"body over {MAX_REQUEST_BYTES} bytes")
         chunks, size = [], 0
         async for chunk in request.stream():  # chunked bodies too: stop at the limit
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return error(413, f"body over {MAX_BODY_BYTES} bytes")
+            if size > MAX_REQUEST_BYTES:
+                return error(413, f"body over {MAX_REQUEST_BYTES} bytes")
             chunks.append(chunk)
         body = b"".join(chunks)
         if request.headers.get("content-encoding") == "gzip":
             # Bounded inflation: a small gzip bomb must not become gigabytes here.
             inflater = zlib.decompressobj(wbits=31)
             try:
-                body = inflater.decompress(body, MAX_BODY_BYTES + 1)
+                body = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
             except zlib.error:
                 return error(400, "body is not valid gzip")
-            if len(body) > MAX_BODY_BYTES or inflater.unconsumed_tail:
-                return error(413, f"decompressed body over {MAX_BODY_BYTES} bytes")
+            if len(body) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
+                return error(413, f"decompressed body over {MAX_REQUEST_BYTES} bytes")
         prepared = self.ingestor.prepare(key.tenant, body)
         statuses = await self._db(self.storage.ingest, prepared.events) if prepared.events else []
         status, answer = self.ingestor.answer(prepared, statuses)

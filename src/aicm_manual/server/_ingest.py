@@ -28,26 +28,14 @@ import msgspec
 
 from .._configs.model import UsageConfig
 from .._configs.sources import config_for_service
+from .._protocol import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, RECORD_KEYS, answer
 from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, StorageError
 from ._storage.protocol import IngestStatus, NewEvent, Storage
 
 log = logging.getLogger("aicm_manual.server")
 
-MAX_RECORDS = 1000
 _INT64 = 2**63
-MAX_BODY_BYTES = 5 * 1024 * 1024
-_RECORD_KEYS = frozenset(
-    {
-        "config_id",
-        "service_id",
-        "response_id",
-        "timestamp",
-        "usage",
-        "client_customer_key",
-        "context",
-    }
-)
 _MAX_ROUTES = 4096  # service ids come from clients ("vendor::*"): keep the cache bounded
 _encoder = msgspec.json.Encoder(order="sorted")
 _Raw = msgspec.Raw
@@ -173,8 +161,8 @@ class Ingestor:
     # -- step 1: decode, check, price, hash ----------------------------------------------------
 
     def prepare(self, tenant: str, body: bytes) -> Prepared:
-        if len(body) > MAX_BODY_BYTES:
-            raise RequestError(413, f"body over {MAX_BODY_BYTES} bytes")
+        if len(body) > MAX_REQUEST_BYTES:
+            raise RequestError(413, f"body over {MAX_REQUEST_BYTES} bytes")
         try:
             data = msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError, ValueError) as exc:
@@ -184,8 +172,8 @@ class Ingestor:
         records: list[Any] = data["tracked"]
         if not records:
             raise RequestError(400, "tracked is empty")
-        if len(records) > MAX_RECORDS:
-            raise RequestError(413, f"at most {MAX_RECORDS} records per request")
+        if len(records) > MAX_RECORDS_PER_REQUEST:
+            raise RequestError(413, f"at most {MAX_RECORDS_PER_REQUEST} records per request")
         prepared = Prepared(len(records))
         for index, raw in enumerate(records):
             event = self._fast(tenant, raw)
@@ -209,7 +197,7 @@ class Ingestor:
     def _fast(self, tenant: str, raw: Any) -> NewEvent | None:
         """The event of a well-formed record, or None to take the general path (which
         then finds and names what is wrong, or builds the same event)."""
-        if type(raw) is not dict or not raw.keys() <= _RECORD_KEYS:
+        if type(raw) is not dict or not raw.keys() <= RECORD_KEYS:
             return None
         service_id = raw.get("service_id")
         response_id = raw.get("response_id")
@@ -256,7 +244,7 @@ class Ingestor:
         if not isinstance(raw, dict):
             return None, ["a record must be a JSON object"]
         errors: list[str] = []
-        unknown = sorted(set(raw) - _RECORD_KEYS)
+        unknown = sorted(set(raw) - RECORD_KEYS)
         if unknown:
             errors.append(f"unknown record keys {unknown}")
         ids: dict[str, str] = {}
@@ -417,16 +405,11 @@ class Ingestor:
         if prepared.rejected:
             results.extend(prepared.rejected)
             results.sort(key=lambda r: r["index"])
-        summary: dict[str, int] = {}
-        for status in statuses:
-            summary[status] = summary.get(status, 0) + 1
-        if prepared.rejected:
-            summary["rejected"] = len(prepared.rejected)
+        code, body = answer(results)
         with self._counting:
-            for name, n in summary.items():
+            for name, n in body["summary"].items():
                 self.counts[name] = self.counts.get(name, 0) + n
-        code = 200 if set(summary) <= {"accepted", "duplicate"} else 207
-        return code, {"results": results, "summary": summary}
+        return code, body
 
 
 class Prepared:

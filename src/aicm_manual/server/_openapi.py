@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._protocol import MAX_RECORDS_PER_REQUEST
+from .._records import MAX_ID_LENGTH
+
 _ERROR = {
     "description": "error",
     "content": {
@@ -28,12 +31,12 @@ _RECORD = {
     "required": ["service_id", "response_id", "timestamp", "usage"],
     "properties": {
         # Absent or null: the collector finds the config listing service_id, if any.
-        "config_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 255},
-        "service_id": {"type": "string", "minLength": 1, "maxLength": 255},
-        "response_id": {"type": "string", "minLength": 1, "maxLength": 255},
+        "config_id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ID_LENGTH},
+        "service_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+        "response_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
         "timestamp": _TIME,
         "usage": {"type": "object"},
-        "client_customer_key": {"type": "string", "minLength": 1, "maxLength": 255},
+        "client_customer_key": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
         "context": {"type": "object"},
     },
 }
@@ -125,7 +128,7 @@ OPENAPI: dict[str, Any] = {
                                         "type": "array",
                                         "items": _RECORD,
                                         "minItems": 1,
-                                        "maxItems": 1000,
+                                        "maxItems": MAX_RECORDS_PER_REQUEST,
                                     }
                                 },
                             }

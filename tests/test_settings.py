@@ -69,7 +69,7 @@ def test_empty_env_value_falls_through_to_ini(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"AICM_API_BASE": "ftp://x"}, r"AICM_API_BASE has value 'ftp://x' \(from environment\)"),
+        ({"AICM_API_BASE": "ftp://x"}, "environment variable AICM_API_BASE has value 'ftp://x'"),
         ({"AICM_API_BASE": "http://h/?q=1"}, "takes no query"),
         ({"AICM_CONFIG_TTL": "soon"}, "Not a number of seconds"),
         ({"AICM_CONFIG_TTL": "-1"}, "zero or more"),
@@ -101,3 +101,40 @@ def test_repr_masks_the_key() -> None:
     s = Settings.resolve(aicm_api_key="sk-very-secret", environ={"AICM_INI_PATH": "/nonexistent"})
     assert "sk-very-secret" not in repr(s)
     assert "[secure]" in repr(s)
+
+
+def test_delivery_db_path_in_the_ini_is_relative_to_the_ini(tmp_path: Path) -> None:
+    """Every path in AICM.INI, the spool's included, is relative to the INI file's folder."""
+    from aicm_manual import DeliverySettings
+
+    ini = write_ini(tmp_path, "[delivery]\ndb_path = spool/records.db\n")
+    settings = Settings.resolve(aicm_ini_path=ini, environ={})
+    delivery = DeliverySettings.resolve(sources=settings.sources)
+    assert delivery.db_path == tmp_path / "spool" / "records.db"
+
+
+def test_a_bad_keyword_argument_is_named_as_the_argument_not_a_variable() -> None:
+    """An error about a value the caller passed names that argument, not an env variable."""
+    from aicm_manual import DeliverySettings
+
+    with pytest.raises(ConfigError) as caught:
+        DeliverySettings.resolve({"queue_size": "many"}, environ={})
+    assert "argument queue_size has value 'many'" in str(caught.value)
+    assert "AICM_" not in str(caught.value)
+
+
+def test_a_blank_api_key_is_a_config_error_naming_the_setting() -> None:
+    """A blank key raises ConfigError (not a bare ValueError) naming where it came from."""
+    with pytest.raises(ConfigError, match="environment variable AICM_API_KEY is blank"):
+        Settings.resolve(environ={"AICM_API_KEY": "   ", "AICM_INI_PATH": "/nonexistent"})
+
+
+@pytest.mark.parametrize(
+    "key", ["sk-line\nbreak-SECRETPART", "sk-\x00nul-SECRETPART", "sk-ключ-SECRETPART"]
+)
+def test_a_key_http_cannot_carry_is_refused_without_showing_it(key: str) -> None:
+    """A key with a control character or beyond Latin-1 is refused up front, masked."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.resolve(aicm_api_key=key, environ={"AICM_INI_PATH": "/nonexistent"})
+    assert "SECRETPART" not in str(caught.value)
+    assert "argument aicm_api_key" in str(caught.value)
