@@ -88,7 +88,7 @@ def test_rejections_are_per_record_with_field_errors(collector: EmbeddedCollecto
     results = r.json()["results"]
     assert [x["status"] for x in results] == ["accepted", "rejected", "rejected", "accepted"]
     assert results[1]["errors"] == ["input_tokens: expected int, got str 'many'"]
-    assert "not in config" in results[2]["errors"][0]
+    assert "not found in config" in results[2]["errors"][0]
     assert r.json()["summary"] == {"accepted": 2, "rejected": 2}
 
 
@@ -422,6 +422,6 @@ def test_with_a_config_id_the_service_must_be_in_that_config(collector: Embedded
     )
     assert [x["status"] for x in r.json()["results"]] == ["rejected"] * 3
     c1, c2, c3 = (x["errors"] for x in r.json()["results"])
-    assert c1[0] == "service_id 'openai::gpt-4o-mini' is not in config 'heygen'"
-    assert c2 == ["unknown config_id 'nope'"]
+    assert c1[0].startswith("service 'openai::gpt-4o-mini' not found in config 'heygen'")
+    assert c2 == ["config 'nope' not found in this collector's configs"]
     assert "config_id must be a non-empty string" in c3[0]

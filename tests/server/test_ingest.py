@@ -237,8 +237,8 @@ def test_a_record_without_config_id_goes_to_the_config_listing_its_service(
     ("record", "error"),
     [
         (chat(usage={"input_tokens": "many", "output_tokens": 1}), "input_tokens: expected int"),
-        (chat(service_id="openai::nope"), "is not in config 'openai-chat'"),
-        (chat(config_id="nope"), "unknown config_id 'nope'"),
+        (chat(service_id="openai::nope"), "service 'openai::nope' not found in config"),
+        (chat(config_id="nope"), "config 'nope' not found in this collector's configs"),
         (chat(config_id=["x"]), "config_id must be a non-empty string"),
         (chat(response_id=""), "response_id must be a non-empty string"),
         (chat(response_id="x" * 256), "response_id must be a non-empty string"),

@@ -1,8 +1,8 @@
-"""Which config checks a record: the tracker's own, the one it names, or the one that
-lists its service.
+"""Which config checks a record: the one it names, else the one that lists its service.
+One rule for the client and the collector, so both file a record alike.
 
-    routes = Routes(source, own_config=None)
-    route = routes.get(None, "openai::gpt-5-mini")   # -> Route("llm", ..., validate)
+    config = config_for_record(None, "openai::gpt-5-mini", named, listing)   # -> llm
+    routes = Routes(source, own_config=None)   # the client's cache of that rule
 
 Configs are loaded once per tracker and routes cached, so after a service's first record
 no record waits on the network.
@@ -10,17 +10,67 @@ no record waits on the network.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .._logging import log
 from .._records import check_id
 from ..errors import ConfigFetchError
+from .handling import is_handling_config
 from .model import UsageConfig
-from .sources import ConfigSource, all_configs, config_for_service
+from .sources import ConfigSource, all_configs
 
-_MAX_ROUTES = 1024  # service ids come from callers: keep the cache of their routes bounded
+# Service ids come from callers, so caches of routes are bounded (then start over).
+MAX_CACHED_ROUTES = 4096
+
+
+def config_for_service(configs: Iterable[UsageConfig], service_id: str) -> UsageConfig | None:
+    """The config listing ``service_id``: one with an exact entry wins over a ``vendor::*``
+    one; None when no config lists it."""
+    fallback: UsageConfig | None = None
+    client_fallback: UsageConfig | None = None
+    for config in configs:
+        found = config.find_service(service_id)
+        if found is not None and found.service_id == service_id:
+            return config
+        if found is None:
+            continue
+        # A CostManager's config (one with tracked_methods) is for its client's records;
+        # a manual record matching only by vendor goes to a plain config such as llm.
+        if is_handling_config(config.handling_config):
+            client_fallback = client_fallback or config
+        elif fallback is None:
+            fallback = config
+    return fallback or client_fallback
+
+
+def config_for_record(
+    config_id: str | None,
+    service_id: str,
+    named: Callable[[str], UsageConfig],
+    listing: Callable[[], Iterable[UsageConfig]],
+) -> UsageConfig | None:
+    """The config that checks (and prices) a record. A record naming a config is checked by
+    it, and the config must list its service; one without is checked by the config listing
+    its service (``config_for_service``), or by none. Raises ConfigNotFoundError."""
+    if config_id is None:
+        return config_for_service(listing(), service_id)
+    config = named(config_id)
+    config.service(service_id)  # raises, naming the config's services
+    return config
+
+
+def remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    """Cache ``value`` under ``key``, starting over when the cache is full."""
+    if len(cache) >= MAX_CACHED_ROUTES:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +101,22 @@ class Routes:
             return route
         check_id("service_id", service_id)
         config: UsageConfig | None
-        if config_id is not None:
-            config = self._configs.get(config_id)
-            if config is None:
-                config = self._configs[config_id] = self.source.get(config_id)
-        elif self.own_config is not None:
-            config = self.own_config
+        if config_id is None and self.own_config is not None:
+            config = self.own_config  # a tracker's own config checks its config-less records
+            config.service(service_id)
         else:
-            config = config_for_service(self._listing(), service_id)
+            config = config_for_record(config_id, service_id, self._named, self._listing)
         if config is not None:
-            config.service(service_id)  # raises, naming the config's services
             route = Route(config.config_id, service_id, config.validator.validate)
         else:
             route = Route(None, service_id, None)
-        if len(self._routes) >= _MAX_ROUTES:
-            self._routes.clear()
-        self._routes[key] = route
-        return route
+        return remember(self._routes, key, route)
+
+    def _named(self, config_id: str) -> UsageConfig:
+        config = self._configs.get(config_id)
+        if config is None:
+            config = self._configs[config_id] = self.source.get(config_id)
+        return config
 
     def _listing(self) -> list[UsageConfig]:
         if self._catalog is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
@@ -23,7 +23,6 @@ import cachetools
 from .._http import HttpClient
 from .._secret import Secret
 from ..errors import ConfigError, ConfigFetchError, ConfigNotFoundError, TransportError
-from .handling import is_handling_config
 from .model import ID_PATTERN, UsageConfig
 
 
@@ -37,26 +36,6 @@ def all_configs(source: ConfigSource) -> list[UsageConfig]:
     """Every config of a source that can list them (``all()``); [] for one that cannot."""
     listing: Callable[[], list[UsageConfig]] | None = getattr(source, "all", None)
     return [] if listing is None else listing()
-
-
-def config_for_service(configs: Iterable[UsageConfig], service_id: str) -> UsageConfig | None:
-    """The config listing ``service_id``: one with an exact entry wins over a ``vendor::*``
-    one; None when no config lists it."""
-    fallback: UsageConfig | None = None
-    client_fallback: UsageConfig | None = None
-    for config in configs:
-        found = config.find_service(service_id)
-        if found is not None and found.service_id == service_id:
-            return config
-        if found is None:
-            continue
-        # A CostManager's config (one with tracked_methods) is for its client's records;
-        # a manual record matching only by vendor goes to a plain config such as llm.
-        if is_handling_config(config.handling_config):
-            client_fallback = client_fallback or config
-        elif fallback is None:
-            fallback = config
-    return fallback or client_fallback
 
 
 class DirectoryConfigSource:

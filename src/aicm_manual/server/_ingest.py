@@ -27,16 +27,15 @@ from typing import Any, Protocol
 import msgspec
 
 from .._configs.model import UsageConfig
-from .._configs.sources import config_for_service
+from .._configs.routing import config_for_record, config_for_service, remember
 from .._protocol import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, RECORD_KEYS, answer
 from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
-from ..errors import AicmError, StorageError
+from ..errors import AicmError, ConfigNotFoundError, StorageError
 from ._storage.protocol import IngestStatus, NewEvent, Storage
 
 log = logging.getLogger("aicm_manual.server")
 
 _INT64 = 2**63
-_MAX_ROUTES = 4096  # service ids come from clients ("vendor::*"): keep the cache bounded
 _encoder = msgspec.json.Encoder(order="sorted")
 _Raw = msgspec.Raw
 
@@ -118,6 +117,7 @@ class _Route:
 
 
 _NO_CONFIG = _Route(None, None)
+_OUR_CONFIGS = "this collector's configs"
 
 
 class Ingestor:
@@ -277,7 +277,7 @@ class Ingestor:
         if "service_id" in ids and (found_by_service or "config_id" in ids):
             route = self._route(ids.get("config_id"), ids["service_id"])
         elif "config_id" in ids and self.configs.get(ids["config_id"]) is None:
-            errors.append(f"unknown config_id {ids['config_id']!r}")
+            errors.append(str(ConfigNotFoundError(ids["config_id"], _OUR_CONFIGS)))
         if isinstance(route, str):
             errors.append(route)
         if isinstance(route, _Route):
@@ -311,22 +311,21 @@ class Ingestor:
 
     def _route(self, config_id: str | None, service_id: str) -> _Route | str:
         """The route of a (config_id, service_id) pair, or why the pair is rejected; cached.
-        Without a config_id, the config listing the service exactly wins over one listing
-        its "vendor::*"; a service no config lists is stored without one, unpriced."""
+        A service no config lists is stored without one, unpriced."""
         route: _Route | str
-        if config_id is None:
-            config = config_for_service(self._by_id, service_id)
-            route = _NO_CONFIG if config is None else _Route(config, config.validator.is_valid)
-        elif (config := self.configs.get(config_id)) is None:
-            route = f"unknown config_id {config_id!r}"
-        elif config.find_service(service_id) is None:
-            route = f"service_id {service_id!r} is not in config {config_id!r}"
+        try:
+            config = config_for_record(config_id, service_id, self._named, lambda: self._by_id)
+        except ConfigNotFoundError as exc:
+            route = str(exc)
         else:
-            route = _Route(config, config.validator.is_valid)
-        if len(self._routes) >= _MAX_ROUTES:
-            self._routes.clear()
-        self._routes[(config_id, service_id)] = route
-        return route
+            route = _NO_CONFIG if config is None else _Route(config, config.validator.is_valid)
+        return remember(self._routes, (config_id, service_id), route)
+
+    def _named(self, config_id: str) -> UsageConfig:
+        config = self.configs.get(config_id)
+        if config is None:
+            raise ConfigNotFoundError(config_id, _OUR_CONFIGS)
+        return config
 
     def _event(
         self,
