@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000.0
 NOW = T0 + 125.0  # every queued row is 2m05s old when the CLI looks
 KEY_A = hashlib.sha256(b"sk-alpha").hexdigest()
+ABBR_A = "sha256:" + KEY_A[:8]  # how every report names a key
 BASE = "http://127.0.0.1:8700"
 
 
@@ -75,10 +76,10 @@ def test_stats_table_counts_queued_leased_and_dead_per_truncated_key_ref(
     assert code == 0
     assert "queued records: 3 (1 leased), oldest 2m05s old" in out
     assert "dead letters: 2" in out
-    assert KEY_A[:12] in out
-    assert KEY_A[:13] not in out
+    assert ABBR_A in out
+    assert KEY_A[:9] not in out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[5:]}
-    assert rows == {KEY_A[:12]: ["2", "1", "2m05s", "1"], "anonymous": ["1", "0", "2m05s", "1"]}
+    assert rows == {ABBR_A: ["2", "1", "2m05s", "1"], "anonymous": ["1", "0", "2m05s", "1"]}
 
 
 def test_stats_json_parses_and_holds_only_truncated_key_refs(
@@ -90,14 +91,14 @@ def test_stats_json_parses_and_holds_only_truncated_key_refs(
     assert (data["records"], data["leased"], data["dead_letters"]) == (3, 1, 2)
     assert data["oldest_age_seconds"] == 125.0
     assert data["keys"][0] == {
-        "key_ref": KEY_A[:12],
+        "key_ref": ABBR_A,
         "records": 2,
         "leased": 1,
         "oldest_enqueued_at": T0,
         "oldest_age_seconds": 125.0,
         "dead_letters": 1,
     }
-    assert KEY_A[:13] not in out
+    assert KEY_A[:9] not in out
 
 
 def test_stats_lists_a_key_that_only_has_dead_letters(
@@ -125,11 +126,11 @@ def test_list_shows_ids_and_record_fields_but_not_usage_context_or_customer(
         "AGE", "ATTEMPTS",
     ]  # fmt: skip
     assert [line.split() for line in lines] == [
-        ["1", "resp-1", KEY_A[:12], BASE, "openai-chat", "openai::gpt-4o", "2m05s", "1"],
-        ["2", "resp-2", KEY_A[:12], BASE, "openai-chat", "openai::gpt-4o", "2m05s", "0"],
+        ["1", "resp-1", ABBR_A, BASE, "openai-chat", "openai::gpt-4o", "2m05s", "1"],
+        ["2", "resp-2", ABBR_A, BASE, "openai-chat", "openai::gpt-4o", "2m05s", "0"],
         ["3", "resp-3", "anonymous", BASE, "openai-chat", "openai::gpt-4o", "2m05s", "0"],
     ]
-    for private in ("input_tokens", "private-context", "acme-secret-customer", KEY_A[:13]):
+    for private in ("input_tokens", "private-context", "acme-secret-customer", KEY_A[:9]):
         assert private not in out
 
 
@@ -151,7 +152,7 @@ def test_list_dead_shows_failed_at_and_reason(
     lines = out.splitlines()
     assert lines[0].split()[-3:] == ["FAILED", "AT", "REASON"]
     assert "ATTEMPTS" not in lines[0]
-    assert lines[1].split()[:3] == ["1", "resp-4", KEY_A[:12]]
+    assert lines[1].split()[:3] == ["1", "resp-4", ABBR_A]
     assert lines[1].endswith("2023-11-14T22:13:20Z  rejected: input_tokens: must be >= 0")
     assert lines[2].endswith("conflict")
 
@@ -168,7 +169,7 @@ def test_list_json_respects_limit_and_reports_the_total(
     assert data["rows"][0] == {
         "id": 1,
         "response_id": "resp-1",
-        "key_ref": KEY_A[:12],
+        "key_ref": ABBR_A,
         "api_base": BASE,
         "config_id": "openai-chat",
         "service_id": "openai::gpt-4o",

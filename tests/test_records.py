@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import pickle
 import uuid
@@ -86,7 +87,7 @@ def test_secret_masks_itself_everywhere_but_reveal() -> None:
     assert "sk-abc" not in repr({"k": key})
     assert key == Secret("sk-abc")
     assert key != Secret("sk-abd")
-    assert len(key.fingerprint) == 8
+    assert key.abbreviation == "sha256:" + hashlib.sha256(b"sk-abc").hexdigest()[:8]
     assert pickle.loads(pickle.dumps(key)) == key
     assert copy.deepcopy(key) == key
     with pytest.raises(ValueError, match="non-empty"):

@@ -1,41 +1,55 @@
-"""A small type for API keys whose repr and str never show the key."""
+"""API keys: a small type whose repr and str never show the key, the key's digest (what
+the collector stores and the spool names a key by) and the one abbreviation logs,
+health and the CLI print."""
 
 from __future__ import annotations
 
 import hashlib
 
 MASK = "[secure]"
+NO_KEY = "anonymous"  # what stands for "no key" where a digest would
+
+
+def key_digest(key: str) -> str:
+    """The key's SHA-256 in hex. The collector stores only this; the spool files rows by it."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def abbreviate(digest: str) -> str:
+    """How a key is named wherever a person reads it: ``sha256:`` and 8 hex digits of its
+    digest (``anonymous`` for none). Safe to print; tells keys apart."""
+    return NO_KEY if digest == NO_KEY else f"sha256:{digest[:8]}"
 
 
 class Secret:
     """An API key. ``repr()``/``str()`` print ``[secure]``; ``reveal()`` is the only way out.
 
     Equal keys compare and hash equal, so records can be grouped by key without ever
-    formatting one; ``fingerprint`` tells two keys apart in logs without exposing either.
+    formatting one; ``abbreviation`` tells two keys apart in logs without exposing either.
     """
 
-    __slots__ = ("_sha256", "_value")
+    __slots__ = ("_digest", "_value")
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str) or not value.strip():
             raise ValueError("an API key must be a non-empty string")
         self._value = value.strip()
-        self._sha256: str | None = None
+        self._digest: str | None = None
 
     def reveal(self) -> str:
         return self._value
 
     @property
-    def sha256(self) -> str:
-        """The key's SHA-256 in hex: what a spool stores to say which key a row needs."""
-        if self._sha256 is None:
-            self._sha256 = hashlib.sha256(self._value.encode()).hexdigest()
-        return self._sha256
+    def digest(self) -> str:
+        """``key_digest`` of the key, computed once."""
+        if self._digest is None:
+            self._digest = key_digest(self._value)
+        return self._digest
 
     @property
-    def fingerprint(self) -> str:
-        """First 8 hex digits of the key's SHA-256: safe to log, stable across runs."""
-        return self.sha256[:8]
+    def abbreviation(self) -> str:
+        """``abbreviate`` of the key's digest: ``sha256:1a2b3c4d``."""
+        return abbreviate(self.digest)
 
     def __repr__(self) -> str:
         return f"Secret('{MASK}')"

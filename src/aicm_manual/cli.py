@@ -25,12 +25,12 @@ from typing import Any
 
 from ._delivery.settings import DeliverySettings
 from ._delivery.spool import Spool, SpoolRow
+from ._secret import abbreviate
 from ._settings import DEFAULT_INI_PATH, Settings
 from .errors import AicmError
 
 PROG = "aicm-manual"
 # Enough to tell keys apart; the full SHA-256 of a short or guessable key could be matched.
-KEY_REF_CHARS = 12
 
 _Handler = Callable[[Spool, argparse.Namespace, float], None]
 
@@ -345,7 +345,7 @@ def _text(value: object) -> str | None:
 
 
 def _short(key_ref: str) -> str:
-    return key_ref[:KEY_REF_CHARS]
+    return abbreviate(key_ref)
 
 
 def _unmatched(ids: Sequence[int] | None, count: int, noun: str) -> str:

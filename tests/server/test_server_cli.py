@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from aicm_manual.cli import main
-from aicm_manual.server._auth import hash_key
+from aicm_manual.server import hash_key
 from aicm_manual.server._embedded import embedded_collector
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

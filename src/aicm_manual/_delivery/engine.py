@@ -36,9 +36,9 @@ from .._protocol import (
     parse_results,
 )
 from .._records import Target, UsageRecord
+from .._secret import abbreviate
 from ..errors import DeliveryError, InvalidRecordError, QueueFullError, TransportError
 from .entries import (
-    ANONYMOUS,
     Entry,
     HttpTransport,
     KeyState,
@@ -48,7 +48,6 @@ from .entries import (
     Transport,
     decode_wire,
     encode_wire,
-    key_label,
     key_ref,
     log,
     wire_of,
@@ -283,7 +282,7 @@ class DeliveryEngine:
                     "aicm: sent %d records to %s (key %s): HTTP %s, %d delivered",
                     len(ids),
                     target.api_base,
-                    key_label(target),
+                    abbreviate(key_ref(target)),
                     status,
                     delivered,
                 )
@@ -726,7 +725,7 @@ class DeliveryEngine:
                 "aicm: collector answered %s for key %s; its records wait and are retried "
                 "every %.0f s",
                 status,
-                state.key_ref[:8],
+                abbreviate(state.key_ref),
                 self.settings.auth_retry_interval,
             )
             self._retry_later(state, entries, now + self.settings.auth_retry_interval)
@@ -845,7 +844,7 @@ class DeliveryEngine:
         queued = self.outstanding()
         oldest = [now - s.first_pending_at for s in self._states.values() if s.first_pending_at]
         per_key = {
-            (s.key_ref[:12] if s.key_ref != ANONYMOUS else ANONYMOUS) + "@" + s.target.api_base: {
+            abbreviate(s.key_ref) + "@" + s.target.api_base: {
                 "pending": len(s.pending),
                 "delivered": s.delivered,
                 "rejected": s.rejected,
@@ -863,8 +862,8 @@ class DeliveryEngine:
                 stats["waiting_for_unknown_key"] = sum(
                     v["records"] for k, v in stats["by_key"].items() if k not in self._keys
                 )
-                stats["by_key"] = {k[:12]: v for k, v in stats["by_key"].items()}
-                stats["dead_by_key"] = {k[:12]: v for k, v in stats["dead_by_key"].items()}
+                stats["by_key"] = {abbreviate(k): v for k, v in stats["by_key"].items()}
+                stats["dead_by_key"] = {abbreviate(k): v for k, v in stats["dead_by_key"].items()}
                 spool = stats
         thread = self._thread
         in_memory = len(self._queue) + self._pending_total

@@ -15,12 +15,12 @@ from typing import Any, Protocol
 
 from .._http import HttpResponse
 from .._records import Target, UsageRecord
+from .._secret import NO_KEY
 from .spool import SpoolRow
 
 log = logging.getLogger("aicm_manual.delivery")
 
 OnDiscard = Callable[[list[dict[str, Any]], str], None]
-ANONYMOUS = "anonymous"
 
 
 class Transport(Protocol):
@@ -50,14 +50,9 @@ class HttpTransport:
         self._client.close()
 
 
-def key_label(target: Target) -> str:
-    """How logs name a target's key: a fingerprint, never the key."""
-    return "none" if target.api_key is None else f"sha256:{target.api_key.fingerprint}"
-
-
 def key_ref(target: Target) -> str:
-    """What the spool stores instead of the key: its SHA-256, or "anonymous"."""
-    return ANONYMOUS if target.api_key is None else target.api_key.sha256
+    """What the spool stores instead of the key: its digest, or "anonymous"."""
+    return NO_KEY if target.api_key is None else target.api_key.digest
 
 
 class Lane:

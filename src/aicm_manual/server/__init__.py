@@ -12,8 +12,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the collector needs its extra: pip install 'aicm-manual[server]'") from exc
 
+from .._secret import key_digest as hash_key
 from ._app import create_app
-from ._auth import hash_key, new_key, parse_key_spec
+from ._auth import new_key, parse_key_spec
 from ._storage import open_storage
 from ._storage.protocol import NewEvent, Storage, StoredEvent
 from ._storage.sqlite import SqliteStorage

@@ -32,8 +32,8 @@ from starlette.routing import Route
 from .._configs.model import UsageConfig
 from .._protocol import MAX_REQUEST_BYTES
 from .._records import format_timestamp_us, normalise_timestamp
+from .._secret import key_digest
 from ..errors import AicmError, StorageError
-from ._auth import hash_key
 from ._ingest import Ingestor, PricerLike, RequestError, cost_text
 from ._storage.protocol import ApiKeyRecord, Storage, StoredEvent, SummaryRow
 
@@ -81,7 +81,7 @@ class Collector:
         if not header.startswith("Bearer ") or not header[7:].strip():
             return error(401, "missing API key (Authorization: Bearer <key>)")
         record: ApiKeyRecord | None = await self._db(
-            self.storage.find_key, hash_key(header[7:].strip())
+            self.storage.find_key, key_digest(header[7:].strip())
         )
         if record is None:
             return error(401, "unknown API key")

@@ -17,7 +17,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .._records import format_timestamp_us
-from ._auth import DEFAULT_TENANT, TENANT, hash_key, new_key, parse_scopes
+from .._secret import key_digest
+from ._auth import DEFAULT_TENANT, TENANT, new_key, parse_scopes
 from ._embedded import build, embedded_collector
 from ._ingest import cost_text
 from ._storage import check_url, open_storage
@@ -117,7 +118,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     storage = open_storage(args.database)
     try:
         key = new_key()
-        storage.put_key(hash_key(key), args.tenant, scopes)
+        storage.put_key(key_digest(key), args.tenant, scopes)
     finally:
         storage.close()
     print(key)  # printed once; only its hash is stored

@@ -22,8 +22,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from .._configs.sources import DirectoryConfigSource
+from .._secret import key_digest
 from ._app import create_app
-from ._auth import hash_key, parse_key_spec
+from ._auth import parse_key_spec
 from ._pricing import Pricer
 from ._storage import check_url, open_storage
 from ._storage.protocol import SCOPES, Storage
@@ -48,7 +49,7 @@ def build(
     storage = open_storage(database)
     try:
         for tenant, key in keys:
-            storage.put_key(hash_key(key), tenant, SCOPES)
+            storage.put_key(key_digest(key), tenant, SCOPES)
         return storage, create_app(storage, configs, pricer)
     except BaseException:
         storage.close()
