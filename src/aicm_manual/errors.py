@@ -13,6 +13,7 @@
     │   └── ConfigFetchError                 ... while asking for a config
     ├── DeliveryError (RuntimeError)         an immediate-mode record was not delivered
     ├── QueueFullError (RuntimeError)        no room in the queue (raise, or block timed out)
+    ├── SpoolError (OSError)                 the client's spool file cannot be opened or used
     ├── StorageError (OSError)               the collector's database cannot be opened
     └── TrackerClosedError (RuntimeError)    track() after close()
 
@@ -35,6 +36,7 @@ __all__ = [
     "LlmUsageError",
     "QueueFullError",
     "SchemaError",
+    "SpoolError",
     "StorageError",
     "TrackerClosedError",
     "TransportError",
@@ -270,6 +272,10 @@ def _rebuild_delivery_error(
 
 class QueueFullError(AicmError, RuntimeError):
     """The delivery queue had no room (``delivery_on_full="raise"``, or ``"block"`` timed out)."""
+
+
+class SpoolError(AicmError, OSError):
+    """The client's spool file (``persistent_queue``) cannot be opened or used."""
 
 
 class StorageError(AicmError, OSError):

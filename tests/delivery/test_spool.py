@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aicm_manual._delivery.spool import Spool, SpoolError
+from aicm_manual import SpoolError
+from aicm_manual._delivery.spool import Spool
 
 KEY = "k" * 64
 
@@ -114,9 +115,37 @@ def test_inspecting_never_creates_or_changes_a_file(tmp_path: Path) -> None:
     assert tables == ["t"]
 
 
-def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("create", [True, False])
+def test_a_newer_schema_version_is_refused(tmp_path: Path, create: bool) -> None:
+    """A spool migrated by a newer aicm-manual is refused, whether opened to write or read."""
     Spool(tmp_path / "s.db").close()
     with sqlite3.connect(tmp_path / "s.db") as db:
-        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        db.execute("INSERT INTO schema_migrations VALUES (99, 0)")
     with pytest.raises(SpoolError, match="schema version 99"):
-        Spool(tmp_path / "s.db")
+        Spool(tmp_path / "s.db", create=create)
+
+
+def test_a_spool_from_before_recorded_migrations_is_taken_up(tmp_path: Path) -> None:
+    """A spool whose version lived in a ``meta`` row opens, keeps its rows, and records
+    migration 1 in schema_migrations."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('schema_version', '1');"
+            "CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, key_ref TEXT NOT NULL,"
+            " api_base TEXT NOT NULL, response_id TEXT NOT NULL, body BLOB NOT NULL,"
+            " enqueued_at REAL NOT NULL, lease_owner TEXT,"
+            " lease_expires REAL NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0);"
+            "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
+            " VALUES ('anonymous', 'http://127.0.0.1:1', 'r1', x'7b7d', 1.0);"
+        )
+    db.close()
+    spool = Spool(path)
+    try:
+        assert [r.response_id for r in spool.claim({"anonymous"}, 10, 60)] == ["r1"]
+    finally:
+        spool.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+    db.close()

@@ -13,7 +13,8 @@ from test_storage_contract import DAY0, HOUR, ev
 
 from aicm_manual.server._storage import sqlite as _sqlite
 from aicm_manual.server._storage.protocol import US_PER_DAY, NewEvent, SummaryRow, rollup_deltas
-from aicm_manual.server._storage.sqlite import MIGRATIONS, SqliteStorage
+from aicm_manual.server._storage.sqlite import SqliteStorage
+from aicm_manual.server._storage.sqlite_schema import MIGRATIONS
 
 
 def test_a_file_from_the_first_schema_is_migrated_and_keeps_its_events(tmp_path: Path) -> None:

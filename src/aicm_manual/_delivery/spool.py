@@ -28,13 +28,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AicmError
+from .._migrations import (
+    NewerSchemaError,
+    apply_migrations,
+    retry_while_locked,
+    split_statements,
+)
+from ..errors import SpoolError
 
-SCHEMA_VERSION = 1
 _HOST = socket.gethostname()
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+# Spools made before migrations were recorded hold a ``meta`` table with schema_version 1;
+# migration 1 creates only what is missing, so they are taken up unchanged.
+_MIGRATIONS = [
+    split_statements(
+        """
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     key_ref TEXT NOT NULL,
@@ -57,10 +65,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at REAL NOT NULL
 );
 """
+    )
+]
 
 
-class SpoolError(AicmError, OSError):
-    """The spool file cannot be opened or used."""
+def _is_locked(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def owner_id() -> str:
@@ -129,43 +139,32 @@ class Spool:
             raise SpoolError(f"cannot open spool {str(self.path)!r}: {exc}") from exc
 
     def _create(self) -> None:
-        # Processes starting on a fresh file at the same instant: switching to WAL fails
-        # at once with "locked" whatever the busy timeout, so retry briefly; the tables are
-        # created inside a write transaction so the processes take turns.
-        for attempt in range(300):
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 299:
-                    raise
-                time.sleep(0.01)
+        retry_while_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"), _is_locked)
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Inside a write transaction, so processes starting on a fresh file take turns.
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+            apply_migrations(self._db.execute, _MIGRATIONS, self._clock())
             self._db.execute("COMMIT")
+        except NewerSchemaError as exc:
+            self._db.execute("ROLLBACK")
+            raise SpoolError(f"spool {str(self.path)!r} has {exc}") from None
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
 
     def _check_version(self, create: bool) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            if create:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-        elif not str(row[0]).isdigit():
-            raise SpoolError(f"spool {str(self.path)!r} has a corrupt schema version {row[0]!r}")
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise SpoolError(
-                f"spool {str(self.path)!r} has schema version {row[0]}; this aicm-manual "
-                f"understands up to {SCHEMA_VERSION}"
-            )
+        if create:
+            return  # _create applied (or refused) the migrations
+        tables = {
+            name
+            for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        version = 1  # a spool from before schema_migrations
+        if "schema_migrations" in tables:
+            version = self._db.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+        if version is not None and version > len(_MIGRATIONS):
+            raise SpoolError(f"spool {str(self.path)!r} has {NewerSchemaError(version, 1)}")
 
     def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock:

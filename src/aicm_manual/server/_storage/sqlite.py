@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..._migrations import apply_migrations, retry_while_locked
 from .protocol import (
     US_PER_DAY,
     ApiKeyRecord,
@@ -34,81 +35,8 @@ from .protocol import (
     event_window,
     whole_days,
 )
+from .sqlite_schema import HOUR_EXPR, MIGRATIONS, US_PER_HOUR, statements
 from .sqlite_writer import Checkpointer, Writer
-
-_US_PER_HOUR = 3_600_000_000
-_HOUR = f"timestamp_us / {_US_PER_HOUR}"  # SQLite's integer division: towards zero
-
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        tenant TEXT NOT NULL,
-        config_id TEXT NOT NULL,
-        service_id TEXT NOT NULL,
-        response_id TEXT NOT NULL,
-        timestamp_us INTEGER NOT NULL,
-        received_us INTEGER NOT NULL,
-        client_customer_key TEXT,
-        usage BLOB NOT NULL,
-        context BLOB,
-        payload_hash TEXT NOT NULL,
-        cost_nanos INTEGER,
-        currency TEXT,
-        price_source TEXT,
-        UNIQUE (tenant, response_id, service_id)
-    );
-    CREATE INDEX events_tenant_time ON events (tenant, timestamp_us);
-    CREATE TABLE rollups_daily (
-        tenant TEXT NOT NULL,
-        day INTEGER NOT NULL,
-        client_customer_key TEXT NOT NULL,
-        service_id TEXT NOT NULL,
-        currency TEXT NOT NULL,
-        events INTEGER NOT NULL,
-        cost_nanos INTEGER NOT NULL,
-        unpriced INTEGER NOT NULL,
-        PRIMARY KEY (tenant, day, client_customer_key, service_id, currency)
-    );
-    CREATE TABLE api_keys (
-        key_hash TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        scopes TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    """,
-    # Time windows through the event's hour: within an hour, entries are in rowid order, so
-    # a new row's goes at the end of its hour's run. An index on the exact timestamp took one
-    # page write per row for timestamps that are not in arrival order (raw inserts ran at
-    # 28k/s with it, 36k/s with this one). Queries add the hour bounds (_window).
-    # The rollups' covering index serves costs/summary over every day without the table, and
-    # by customer without a sort either (34-38 ms down to 8 ms over 59,482 rollup rows).
-    f"""
-    CREATE INDEX events_tenant_hour ON events (tenant, {_HOUR});
-    DROP INDEX events_tenant_time;
-    CREATE INDEX rollups_daily_customer ON rollups_daily
-        (tenant, client_customer_key, currency, day, service_id, events, cost_nanos, unpriced);
-    """,
-    # The rollups follow the events inside SQLite, so that a batch is one statement (see
-    # SqliteStorage._ingest_rows). Same keys as _storage.rollup_key; the day is floored,
-    # as Python's // does, for timestamps before 1970 too.
-    f"""
-    CREATE TRIGGER events_rollup AFTER INSERT ON events BEGIN
-        INSERT INTO rollups_daily VALUES (
-            NEW.tenant,
-            CASE WHEN NEW.timestamp_us >= 0 THEN NEW.timestamp_us / {US_PER_DAY}
-                 ELSE (NEW.timestamp_us + 1) / {US_PER_DAY} - 1 END,
-            coalesce(NEW.client_customer_key, ''),
-            NEW.service_id,
-            CASE WHEN NEW.cost_nanos IS NULL THEN '' ELSE coalesce(NEW.currency, '') END,
-            1, coalesce(NEW.cost_nanos, 0), NEW.cost_nanos IS NULL)
-        ON CONFLICT (tenant, day, client_customer_key, service_id, currency) DO UPDATE SET
-            events = events + 1,
-            cost_nanos = cost_nanos + excluded.cost_nanos,
-            unpriced = unpriced + excluded.unpriced;
-    END
-    """,
-]
 
 # The write connection's settings (benchmarks/collector.py times raw inserts with them too).
 WRITER_PRAGMAS = (
@@ -206,16 +134,7 @@ class SqliteStorage:
         return db
 
     def _set_wal(self) -> None:
-        # Switching to WAL needs a moment alone with the file; a second process starting
-        # at the same instant gets "database is locked" at once, whatever the busy timeout.
-        for attempt in range(200):
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 199:
-                    raise
-                time.sleep(0.01)
+        retry_while_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"), _is_locked)
 
     def _migrate(self) -> None:
         db = self._db
@@ -223,17 +142,8 @@ class SqliteStorage:
         # file at once take turns instead of both creating the tables.
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations"
-                " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
-            )
-            done = {v for (v,) in db.execute("SELECT version FROM schema_migrations")}
-            for version, script in enumerate(MIGRATIONS, start=1):
-                if version in done:
-                    continue
-                for statement in _statements(script):
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, self._clock()))
+            scripts = [statements(script) for script in MIGRATIONS]
+            apply_migrations(db.execute, scripts, self._clock())
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -405,7 +315,7 @@ class SqliteStorage:
     ) -> list[UsageRow]:
         column = _GROUP_COLUMN[group_by]
         start = {
-            "hour": f"({_HOUR}) * {_US_PER_HOUR}",
+            "hour": f"({HOUR_EXPR}) * {US_PER_HOUR}",
             "day": f"(timestamp_us / {US_PER_DAY}) * {US_PER_DAY}",
             "month": "CAST(strftime('%s', timestamp_us / 1000000, 'unixepoch', 'start of month')"
             " AS INTEGER) * 1000000",
@@ -440,11 +350,11 @@ def _window(
     """``event_window`` plus the same window in hours, which the hour index can serve."""
     where, args = event_window(tenant, since_us, until_us, "?", **filters)
     if since_us is not None:
-        where += f" AND {_HOUR} >= ?"
-        args.append(_towards_zero(since_us, _US_PER_HOUR))
+        where += f" AND {HOUR_EXPR} >= ?"
+        args.append(_towards_zero(since_us, US_PER_HOUR))
     if until_us is not None:
-        where += f" AND {_HOUR} <= ?"
-        args.append(_towards_zero(until_us, _US_PER_HOUR))
+        where += f" AND {HOUR_EXPR} <= ?"
+        args.append(_towards_zero(until_us, US_PER_HOUR))
     return where, args
 
 
@@ -496,23 +406,11 @@ def _atomic(db: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def _statements(script: str) -> list[str]:
-    """A script's statements, split where SQLite says one is complete (a trigger's body
-    holds semicolons of its own)."""
-    statements: list[str] = []
-    pending = ""
-    for part in script.split(";"):
-        pending += part + ";"
-        if sqlite3.complete_statement(pending):
-            if pending.strip(" \n;"):
-                statements.append(pending)
-            pending = ""
-    if pending.strip(" \n;"):
-        raise ValueError(f"incomplete SQL statement in a migration: {pending!r}")
-    return statements
-
-
 def _towards_zero(a: int, b: int) -> int:
     """``a / b`` as SQLite divides integers (Python's // floors)."""
     q = abs(a) // b
     return q if a >= 0 else -q
+
+
+def _is_locked(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
