@@ -109,5 +109,9 @@ def test_calls_after_close_fail_loudly(pg: PostgresStorage) -> None:
 
 
 def test_an_unreachable_server_fails_at_construction() -> None:
-    with pytest.raises(psycopg.OperationalError):
+    """The driver's error is translated inside the backend: StorageError, chained."""
+    from aicm_manual import StorageError
+
+    with pytest.raises(StorageError) as caught:
         PostgresStorage("postgresql://postgres@127.0.0.1:1/test", schema="unused")
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_storage_contract import DAY0, HOUR, ev
 
+from aicm_manual import StorageError
 from aicm_manual.server._storage import sqlite as _sqlite
 from aicm_manual.server._storage.protocol import US_PER_DAY, NewEvent, SummaryRow, rollup_deltas
 from aicm_manual.server._storage.sqlite import SqliteStorage
@@ -169,12 +170,9 @@ def test_a_failing_statement_stores_nothing_of_its_batch(tmp_path: Path) -> None
         per_statement = storage._max_rows
         good = [ev(f"r{n}") for n in range(per_statement + 10)]
         bad = NewEvent(**{**_fields(ev("bad")), "usage": None})  # NOT NULL: the insert fails
-        try:
+        with pytest.raises(StorageError) as caught:  # translated by the backend
             storage.ingest([*good, bad])
-        except sqlite3.IntegrityError:
-            pass
-        else:
-            raise AssertionError("a NULL usage was stored")
+        assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
         assert storage.list_events("tenant-a", limit=10) == []
         assert storage.cost_summary("tenant-a", "service_id", None, None) == []
         assert storage.ingest(good[:3]) == ["accepted"] * 3
@@ -274,3 +272,13 @@ def test_warm_up_prepares_every_statement_size_and_stores_nothing(
     finally:
         storage.close()
     assert stored_rollups(tmp_path / "c.db") == sorted(rollup_deltas([ev("r1")]))
+
+
+def test_driver_errors_leave_the_backend_as_storage_errors(tmp_path: Path) -> None:
+    """sqlite3's exceptions never cross the backend: opening a file that is not a database
+    raises StorageError, chained to the driver's error."""
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError) as caught:
+        SqliteStorage(junk)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)

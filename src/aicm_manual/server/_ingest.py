@@ -30,7 +30,7 @@ from .._configs.model import UsageConfig
 from .._configs.routing import config_for_record, config_for_service, remember
 from .._protocol import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, RECORD_KEYS, answer
 from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
-from ..errors import AicmError, ConfigNotFoundError, StorageError
+from ..errors import AicmError, ConfigNotFoundError
 from ._storage.protocol import IngestStatus, NewEvent, Storage
 
 log = logging.getLogger("aicm_manual.server")
@@ -152,10 +152,8 @@ class Ingestor:
 
     def handle(self, tenant: str, body: bytes) -> tuple[int, dict[str, Any]]:
         prepared = self.prepare(tenant, body)
-        try:
-            statuses = self.storage.ingest(prepared.events) if prepared.events else []
-        except Exception as exc:  # database trouble: the client should retry the request
-            raise StorageError(f"ingest: {exc}") from exc
+        # A backend raises StorageError for database trouble: the client retries the request.
+        statuses = self.storage.ingest(prepared.events) if prepared.events else []
         return self.answer(prepared, statuses)
 
     # -- step 1: decode, check, price, hash ----------------------------------------------------

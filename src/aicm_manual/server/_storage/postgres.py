@@ -39,6 +39,7 @@ from .protocol import (
     UsageRow,
     event_window,
     rollup_deltas,
+    translating,
     whole_days,
 )
 
@@ -92,6 +93,7 @@ _ADD_ROLLUPS = """
 """
 
 
+@translating(psycopg.Error)
 class PostgresStorage:
     """The Storage contract on PostgreSQL. ``schema`` puts every table in that schema
     (created if missing); without it the URL's search_path decides."""

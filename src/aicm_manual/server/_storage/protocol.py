@@ -17,15 +17,43 @@ same tests:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+from ...errors import StorageError
 
 IngestStatus = Literal["accepted", "duplicate", "conflict"]
 GroupBy = Literal["client_customer_key", "service_id"]
 Bucket = Literal["hour", "day", "month"]
 SCOPES = frozenset({"ingest", "read", "admin"})
 US_PER_DAY = 86_400_000_000
+_C = TypeVar("_C", bound=type)
+
+
+def translating(driver_error: type[BaseException]) -> Callable[[_C], _C]:
+    """Class decorator for a backend: its constructor and public methods raise
+    ``StorageError`` (chained) for the driver's own errors, so nothing above the backend
+    ever sees ``sqlite3`` or ``psycopg`` exceptions."""
+
+    def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except driver_error as exc:
+                raise StorageError(f"{name}: {exc}") from exc
+
+        return call
+
+    def decorate(cls: _C) -> _C:
+        for name, member in list(vars(cls).items()):
+            if callable(member) and (name == "__init__" or not name.startswith("_")):
+                setattr(cls, name, wrap(name.strip("_"), member))
+        return cls
+
+    return decorate
 
 
 @dataclass(slots=True)  # not frozen: a frozen init costs a microsecond per record

@@ -33,6 +33,7 @@ from .protocol import (
     SummaryRow,
     UsageRow,
     event_window,
+    translating,
     whole_days,
 )
 from .sqlite_schema import HOUR_EXPR, MIGRATIONS, US_PER_HOUR, statements
@@ -97,6 +98,7 @@ _EVENT_COLUMNS = (
 _GROUP_COLUMN = {"client_customer_key": "client_customer_key", "service_id": "service_id"}
 
 
+@translating(sqlite3.Error)
 class SqliteStorage:
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path).expanduser()
