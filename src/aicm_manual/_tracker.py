@@ -142,7 +142,7 @@ class Tracker:
         if delivery is None:
             self._engine = get_global_delivery(self.delivery_settings)
             self._engine.register(self._target)
-            delivery = self._engine.lane(self.delivery_settings.delivery_type)
+            delivery = self._engine.mode_delivery(self.delivery_settings.delivery_type)
         self._delivery: Delivery = delivery
         self._submit = delivery.submit
         mode = self.delivery_settings.delivery_type

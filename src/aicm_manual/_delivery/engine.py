@@ -31,6 +31,7 @@ from .._protocol import (
     MAX_REQUEST_BYTES,
     Outcome,
     encode_batch,
+    encode_kept,
     encode_record,
     encode_records,
     parse_results,
@@ -42,12 +43,11 @@ from .entries import (
     Entry,
     HttpTransport,
     KeyState,
-    Lane,
     LogLimiter,
+    ModeDelivery,
     OnDiscard,
     Transport,
     decode_wire,
-    encode_wire,
     key_ref,
     log,
     wire_of,
@@ -359,7 +359,7 @@ class DeliveryEngine:
     def closed(self) -> bool:
         return self._closed
 
-    def lane(self, delivery_type: DeliveryType) -> Lane:
+    def mode_delivery(self, delivery_type: DeliveryType) -> ModeDelivery:
         """The submit/flush pair a Tracker uses for one delivery type."""
         submit = {
             DeliveryType.MEM_QUEUE: self.submit,
@@ -372,7 +372,7 @@ class DeliveryEngine:
             if self._thread is None:
                 self._start()
             self._wake.set()
-        return Lane(submit, self.flush)
+        return ModeDelivery(submit, self.flush)
 
     def outstanding(self) -> int:
         """Records not yet delivered: queued, being sent, or in the spool for known keys."""
@@ -797,7 +797,7 @@ class DeliveryEngine:
         )
         if self._worker_spool is not None:
             self._worker_spool.add_dead_letters(
-                (key_ref(t), t.api_base, str(w.get("response_id")), encode_wire(w), why)
+                (key_ref(t), t.api_base, str(w.get("response_id")), encode_kept(w), why)
                 for w, t, why in items
             )
         if entries is None:  # rejected before it was ever queued for sending

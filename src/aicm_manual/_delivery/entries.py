@@ -55,7 +55,7 @@ def key_ref(target: Target) -> str:
     return NO_KEY if target.api_key is None else target.api_key.digest
 
 
-class Lane:
+class ModeDelivery:
     """The engine seen through the Tracker's Delivery protocol, in one mode."""
 
     __slots__ = ("_flush", "_submit")
@@ -129,7 +129,3 @@ def wire_of(entry: Entry) -> dict[str, Any]:
 def decode_wire(body: bytes) -> dict[str, Any]:
     value: dict[str, Any] = json.loads(body)
     return value
-
-
-def encode_wire(wire: dict[str, Any]) -> bytes:
-    return json.dumps(wire, separators=(",", ":"), ensure_ascii=False, default=repr).encode()
