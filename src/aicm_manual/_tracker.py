@@ -14,31 +14,23 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
-from ._anonymize import Anonymizer, default_anonymizer, field_set, scrub
+from ._anonymize import Anonymizer
 from ._batch_input import BatchItem, batch_answer
 from ._configs.model import ServiceConfig, UsageConfig
-from ._configs.routing import Route, Routes
+from ._configs.routing import Routes
 from ._configs.sources import ConfigSource, DirectoryConfigSource, shared_http_source
 from ._delivery.engine import DeliveryEngine
 from ._delivery.entries import OnDiscard
 from ._delivery.process import get_global_delivery
 from ._delivery.settings import DeliverySettings, DeliveryType, OnFull
-from ._ids import new_response_id
 from ._llm import tracking as _llm_track
-from ._llm.streams import AsyncLlmStream, LlmStream
 from ._logging import configure_logging, log, redacted_body
-from ._records import (
-    Delivery,
-    Target,
-    UsageRecord,
-    check_id,
-    copy_value,
-    normalise_timestamp,
-)
+from ._record_builder import RecordBuilder, seed_form
+from ._records import Delivery, Target, UsageRecord
 from ._secret import Secret
 from ._settings import Settings
 from ._typestring.validator import TypeValidator
@@ -47,14 +39,13 @@ from .errors import (
     BatchValidationError,
     InvalidRecordError,
     TrackerClosedError,
-    UsageValidationError,
 )
 
 DEFAULT_CLOSE_TIMEOUT = 10.0
 _T = TypeVar("_T")
 
 
-class Tracker:
+class Tracker(_llm_track.LlmHelpers):
     """Records usage for one (config, service) pair by default, or for any service.
 
     ``Tracker(config_id, service_id)`` checks every record against that config's schema.
@@ -119,15 +110,16 @@ class Tracker:
             services = self.config.services
             if service_id is None and len(services) == 1 and not services[0].is_pattern:
                 service_id = services[0].service_id  # the only service needs no argument
-        self._routes = Routes(config_source, self.config)
         self.config_id = config_id
         self.service_id = service_id
         self.service: ServiceConfig | None = None
-        self._default: Route | None = None
-        if service_id is not None:
-            self._default = self._route(config_id, service_id)
-            if self.config is not None:
-                self.service = self.config.service(service_id)
+        self._builder = RecordBuilder(
+            Routes(config_source, self.config), config_id, service_id, anonymize_fields, anonymizer
+        )
+        self._builder.set_customer_key(client_customer_key)
+        self._builder.set_context(context)
+        if service_id is not None and self.config is not None:
+            self.service = self.config.service(service_id)
         self._target = Target(self.settings.api_base, self.settings.api_key, on_discard)
         self.delivery_settings = DeliverySettings.resolve(
             {
@@ -145,15 +137,6 @@ class Tracker:
             delivery = self._engine.mode_delivery(self.delivery_settings.delivery_type)
         self._delivery: Delivery = delivery
         self._submit = delivery.submit
-        mode = self.delivery_settings.delivery_type
-        self._durable = mode is DeliveryType.PERSISTENT_QUEUE
-        self._mode = mode
-        self._customer_key: str | None = None
-        self._context: dict[str, Any] | None = None
-        self.set_customer_key(client_customer_key)
-        self.set_context(context)
-        self._anon_fields = field_set(anonymize_fields)
-        self._anonymizer = anonymizer or default_anonymizer
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -177,15 +160,11 @@ class Tracker:
 
     def set_customer_key(self, client_customer_key: str | None) -> None:
         """The customer for records that name none (None: no default)."""
-        if client_customer_key is not None:
-            check_id("client_customer_key", client_customer_key)
-        self._customer_key = client_customer_key
+        self._builder.set_customer_key(client_customer_key)
 
     def set_context(self, context: Mapping[str, Any] | None) -> None:
         """The context for records that carry none (copied; None: no default)."""
-        if context is not None and not isinstance(context, Mapping):
-            raise InvalidRecordError(f"context must be a mapping, got {type(context).__name__}")
-        self._context = None if context is None else copy_value(dict(context))
+        self._builder.set_context(context)
 
     # -- one record -------------------------------------------------------------------
 
@@ -257,8 +236,8 @@ class Tracker:
         if self._closed:
             raise TrackerClosedError(f"{self!r} is closed")
         if service is not None:
-            usage, service_id = _seed_form(usage, service, payload, service_id)
-        record = self._record(
+            usage, service_id = seed_form(usage, service, payload, service_id)
+        record = self._builder.build(
             usage, service_id, config_id, client_customer_key, context, response_id, timestamp
         )
         self._submit(record, self._target)
@@ -266,80 +245,8 @@ class Tracker:
             self._log_body(record)
         return record.response_id
 
-    def _record(
-        self,
-        usage: Any,
-        service_id: str | None,
-        config_id: str | None,
-        customer: str | None,
-        context: Mapping[str, Any] | None,
-        response_id: str | None,
-        timestamp: datetime | str | None,
-        anon: tuple[frozenset[str], Anonymizer] | None = None,
-    ) -> UsageRecord:
-        if service_id is None and config_id is None:
-            route = self._default
-            if route is None:
-                raise InvalidRecordError(
-                    "service_id is required: this tracker has no default service "
-                    "(pass service_id=..., or track('vendor', 'service', usage))"
-                )
-        else:
-            route = self._route(config_id, service_id)
-        fields, anonymizer = anon or (self._anon_fields, self._anonymizer)
-        # The record owns copies of usage and context; each is copied once, and the
-        # tracker's default context (copied by set_context, replaced, never changed) not
-        # at all.
-        owned_usage = False
-        own_context: dict[str, Any] | None
-        if context is None:
-            own_context = self._context
-        elif not isinstance(context, Mapping):
-            raise InvalidRecordError(f"context must be a mapping, got {type(context).__name__}")
-        else:
-            own_context = _copied(context)
-        if fields:
-            if isinstance(usage, Mapping):
-                usage = scrub(_copied(usage), fields, anonymizer)
-                owned_usage = True
-            if own_context is not None:
-                own_context = scrub(copy_value(own_context), fields, anonymizer)
-        if route.validate is not None:
-            route.validate(usage)
-        elif not isinstance(usage, Mapping):
-            raise UsageValidationError(
-                {"<payload>": [f"usage must be a mapping, got {type(usage).__name__}"]}
-            )
-        if response_id is None:
-            response_id = new_response_id()
-        else:
-            check_id("response_id", response_id)
-        if customer is None:
-            customer = self._customer_key
-        else:
-            check_id("client_customer_key", customer)
-        return UsageRecord(
-            route.config_id,
-            route.service_id,
-            response_id,
-            normalise_timestamp(timestamp),
-            usage if owned_usage else _copied(usage),
-            customer,
-            own_context,
-        )
-
-    def _route(self, config_id: str | None, service_id: str | None) -> Route:
-        if service_id is None:
-            service_id = self.service_id
-            if service_id is None:
-                raise InvalidRecordError(
-                    f"service_id is required for records of config {config_id!r}: "
-                    "this tracker has no default service"
-                )
-        return self._routes.get(config_id, service_id)
-
     def _log_body(self, record: UsageRecord) -> None:
-        log.debug("aicm: tracked %s", redacted_body(record.to_wire(), self._anon_fields))
+        log.debug("aicm: tracked %s", redacted_body(record.to_wire(), self._builder.anon_fields))
 
     # -- many records -----------------------------------------------------------------
 
@@ -364,10 +271,7 @@ class Tracker:
         """
         if self._closed:
             raise TrackerClosedError(f"{self!r} is closed")
-        anon = None
-        if anonymize_fields is not None or anonymizer is not None:
-            fields = self._anon_fields | field_set(anonymize_fields)
-            anon = (fields, anonymizer or self._anonymizer)
+        anon = self._builder.anonymisation(anonymize_fields, anonymizer)
         built: list[UsageRecord] = []
         problems: dict[int, AicmError] = {}
         first_index: dict[str, int] = {}
@@ -376,7 +280,7 @@ class Tracker:
             total += 1
             try:
                 item = BatchItem.parse(raw)
-                record = self._record(
+                record = self._builder.build(
                     item.usage,
                     item.service_id,
                     item.config_id,
@@ -400,13 +304,10 @@ class Tracker:
         ids = [r.response_id for r in built]
         if not built:
             return {"queued": 0, "response_ids": []}
-        if (
-            self._engine is not None
-            and built
-            and self.delivery_settings.delivery_type is DeliveryType.IMMEDIATE
-        ):
+        mode = self.delivery_settings.delivery_type
+        if self._engine is not None and mode is DeliveryType.IMMEDIATE:
             return batch_answer(ids, self._engine.send_batch_now(built, self._target))
-        if self._engine is not None and self._durable:
+        if self._engine is not None and mode is DeliveryType.PERSISTENT_QUEUE:
             self._engine.submit_durable_many(built, self._target)
         else:
             for record in built:
@@ -416,108 +317,13 @@ class Tracker:
                 self._log_body(record)
         return {"queued": len(built), "response_ids": ids}
 
-    # -- LLM responses (docs/llm.md) ----------------------------------------------------
+    # -- LLM responses (docs/llm.md): the methods come from LlmHelpers ----------------------
 
-    def _llm_config_id(self) -> str:
+    def _llm_track(self) -> tuple[_llm_track.TrackFn, _llm_track.AsyncTrackFn, str]:
         # The shipped llm config takes the canonical vocabulary; a tracker built for a
         # config of its own checks LLM records against that one.
-        return self.config_id if self.config_id is not None else _llm_track.DEFAULT_CONFIG_ID
-
-    def track_llm_usage(
-        self,
-        api_id: str,
-        response: Any,
-        *,
-        service_id: str | None = None,
-        client_customer_key: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        response_id: str | None = None,
-        timestamp: datetime | str | None = None,
-    ) -> str:
-        """Track one LLM response (SDK object or dict); returns the record's response_id."""
-        return _llm_track.track_llm_usage(
-            self.track,
-            api_id,
-            response,
-            service_id=service_id,
-            client_customer_key=client_customer_key,
-            context=context,
-            response_id=response_id,
-            timestamp=timestamp,
-            config_id=self._llm_config_id(),
-        )
-
-    def track_llm_stream_usage(
-        self,
-        api_id: str,
-        stream: Iterable[_T],
-        *,
-        service_id: str | None = None,
-        client_customer_key: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        response_id: str | None = None,
-        timestamp: datetime | str | None = None,
-    ) -> LlmStream[_T]:
-        """Wrap an LLM stream: every event unchanged, usage tracked once."""
-        return _llm_track.track_llm_stream_usage(
-            self.track,
-            api_id,
-            stream,
-            service_id=service_id,
-            client_customer_key=client_customer_key,
-            context=context,
-            response_id=response_id,
-            timestamp=timestamp,
-            config_id=self._llm_config_id(),
-        )
-
-    async def track_llm_usage_async(
-        self,
-        api_id: str,
-        response: Any,
-        *,
-        service_id: str | None = None,
-        client_customer_key: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        response_id: str | None = None,
-        timestamp: datetime | str | None = None,
-    ) -> str:
-        """``track_llm_usage()`` for coroutines."""
-        return await _llm_track.track_llm_usage_async(
-            self.track_async,
-            api_id,
-            response,
-            service_id=service_id,
-            client_customer_key=client_customer_key,
-            context=context,
-            response_id=response_id,
-            timestamp=timestamp,
-            config_id=self._llm_config_id(),
-        )
-
-    def track_llm_stream_usage_async(
-        self,
-        api_id: str,
-        stream: AsyncIterable[_T],
-        *,
-        service_id: str | None = None,
-        client_customer_key: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        response_id: str | None = None,
-        timestamp: datetime | str | None = None,
-    ) -> AsyncLlmStream[_T]:
-        """Wrap an async LLM stream (``async for``); not awaited itself."""
-        return _llm_track.track_llm_stream_usage_async(
-            self.track_async,
-            api_id,
-            stream,
-            service_id=service_id,
-            client_customer_key=client_customer_key,
-            context=context,
-            response_id=response_id,
-            timestamp=timestamp,
-            config_id=self._llm_config_id(),
-        )
+        config_id = self.config_id if self.config_id is not None else _llm_track.DEFAULT_CONFIG_ID
+        return self.track, self.track_async, config_id
 
     # -- async twins ------------------------------------------------------------------
 
@@ -559,10 +365,10 @@ class Tracker:
         engine = self._engine
         if engine is None:
             return False
-        if self._mode is DeliveryType.IMMEDIATE:
+        if self.delivery_settings.delivery_type is DeliveryType.IMMEDIATE:
             return True
         return self.delivery_settings.on_full is OnFull.BLOCK and not engine.has_room(
-            self._mode, records
+            self.delivery_settings.delivery_type, records
         )
 
     async def aflush(self, timeout: float | None = None) -> int:
@@ -611,30 +417,3 @@ class Tracker:
             f"<Tracker{state} config_id={self.config_id!r} service_id={self.service_id!r} "
             f"api_base={self.settings.api_base!r} api_key={key}>"
         )
-
-
-def _copied(usage: Mapping[str, Any]) -> dict[str, Any]:
-    return copy_value(usage if type(usage) is dict else dict(usage))  # type: ignore[no-any-return]
-
-
-def _seed_form(first: Any, second: Any, third: Any, service_id: str | None) -> tuple[Any, str]:
-    """(usage, service_id) from ``track("openai::gpt-4o", usage)`` or
-    ``track("openai", "gpt-4o", usage)``."""
-    if service_id is not None:
-        raise InvalidRecordError("service_id= given twice: positionally and as a keyword")
-    if third is None:
-        if not isinstance(first, str):
-            raise InvalidRecordError(
-                f"track(service_id, usage): service_id must be a string, got {first!r}"[:200]
-            )
-        return second, first
-    if not isinstance(first, str) or not isinstance(second, str):
-        raise InvalidRecordError(
-            f"track(vendor, service, usage): vendor and service must be strings, "
-            f"got {first!r} and {second!r}"[:200]
-        )
-    if not first or not second or "::" in first:
-        raise InvalidRecordError(
-            f"track(vendor, service, usage): got vendor {first!r} and service {second!r}"
-        )
-    return third, f"{first}::{second}"

@@ -16,9 +16,12 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import cachetools
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from ..errors import InvalidRecordError, LlmUsageError
 from .streams import AsyncLlmStream, LlmStream, Recorder
@@ -47,6 +50,17 @@ class _FirstSeen:
 
 
 _first_seen = _FirstSeen()
+
+
+class LlmOptions(TypedDict, total=False):
+    """What a caller may set on an LLM record; the response supplies the rest."""
+
+    service_id: str | None
+    config_id: str | None
+    client_customer_key: str | None
+    context: Mapping[str, Any] | None
+    response_id: str | None
+    timestamp: datetime | str | None
 
 
 class LlmTarget:
@@ -106,62 +120,21 @@ class LlmTarget:
 
 
 def track_llm_usage(
-    track: TrackFn,
-    api_id: str,
-    response: Any,
-    *,
-    service_id: str | None = None,
-    client_customer_key: str | None = None,
-    context: Mapping[str, Any] | None = None,
-    config_id: str | None = DEFAULT_CONFIG_ID,
-    response_id: str | None = None,
-    timestamp: datetime | str | None = None,
+    track: TrackFn, api_id: str, response: Any, **options: Unpack[LlmOptions]
 ) -> str:
     """Track the usage of one complete response; returns the record's response_id."""
-    target = LlmTarget(
-        track,
-        api_id,
-        service_id=service_id,
-        config_id=config_id,
-        client_customer_key=client_customer_key,
-        context=context,
-        response_id=response_id,
-        timestamp=timestamp,
-    )
-    result: str = target.call(extract_usage(api_id, response))
+    result: str = _target(track, api_id, options).call(extract_usage(api_id, response))
     return result
 
 
 async def track_llm_usage_async(
-    track_async: AsyncTrackFn | TrackFn,
-    api_id: str,
-    response: Any,
-    *,
-    service_id: str | None = None,
-    client_customer_key: str | None = None,
-    context: Mapping[str, Any] | None = None,
-    config_id: str | None = DEFAULT_CONFIG_ID,
-    response_id: str | None = None,
-    timestamp: datetime | str | None = None,
+    track_async: AsyncTrackFn | TrackFn, api_id: str, response: Any, **options: Unpack[LlmOptions]
 ) -> str:
     """:func:`track_llm_usage` for an awaitable ``track_async`` (a plain one works too)."""
-    target = LlmTarget(
-        track_async,
-        api_id,
-        service_id=service_id,
-        config_id=config_id,
-        client_customer_key=client_customer_key,
-        context=context,
-        response_id=response_id,
-        timestamp=timestamp,
-    )
-    result = target.call(extract_usage(api_id, response))
+    result = _target(track_async, api_id, options).call(extract_usage(api_id, response))
     if isinstance(result, Awaitable):
         result = await result
     return str(result)
-
-
-_INCLUDE_USAGE = ': pass stream_options={"include_usage": True} to create()'
 
 
 def llm_recorder(
@@ -179,32 +152,11 @@ def llm_recorder(
     )
 
 
-# Tasks started by finalizers of abandoned async streams; the event loop keeps only weak
-
-
 def track_llm_stream_usage(
-    track: TrackFn,
-    api_id: str,
-    stream: Iterable[T],
-    *,
-    service_id: str | None = None,
-    client_customer_key: str | None = None,
-    context: Mapping[str, Any] | None = None,
-    config_id: str | None = DEFAULT_CONFIG_ID,
-    response_id: str | None = None,
-    timestamp: datetime | str | None = None,
+    track: TrackFn, api_id: str, stream: Iterable[T], **options: Unpack[LlmOptions]
 ) -> LlmStream[T]:
     """Wrap ``stream`` so that its usage is tracked once; iterate the result instead."""
-    target = LlmTarget(
-        track,
-        api_id,
-        service_id=service_id,
-        config_id=config_id,
-        client_customer_key=client_customer_key,
-        context=context,
-        response_id=response_id,
-        timestamp=timestamp,
-    )
+    target = _target(track, api_id, options)
     if not isinstance(stream, Iterable):
         hint = (
             "; an async stream goes through track_llm_stream_usage_async"
@@ -219,25 +171,69 @@ def track_llm_stream_usage_async(
     track: AsyncTrackFn | TrackFn,
     api_id: str,
     stream: AsyncIterable[T],
-    *,
-    service_id: str | None = None,
-    client_customer_key: str | None = None,
-    context: Mapping[str, Any] | None = None,
-    config_id: str | None = DEFAULT_CONFIG_ID,
-    response_id: str | None = None,
-    timestamp: datetime | str | None = None,
+    **options: Unpack[LlmOptions],
 ) -> AsyncLlmStream[T]:
     """Wrap an async stream; ``track`` may be ``track_async`` or a plain ``track``."""
-    target = LlmTarget(
-        track,
-        api_id,
-        service_id=service_id,
-        config_id=config_id,
-        client_customer_key=client_customer_key,
-        context=context,
-        response_id=response_id,
-        timestamp=timestamp,
-    )
+    target = _target(track, api_id, options)
     if not isinstance(stream, AsyncIterable):
         raise LlmUsageError(f"{api_id} stream {type(stream).__name__} is not an async iterable")
     return AsyncLlmStream(stream, llm_recorder(target))
+
+
+_OPTIONS = frozenset(LlmOptions.__annotations__)
+
+
+def _target(track: Callable[..., Any], api_id: str, options: LlmOptions) -> LlmTarget:
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {unknown}; known: {sorted(_OPTIONS)}")
+    return LlmTarget(
+        track,
+        api_id,
+        service_id=options.get("service_id"),
+        config_id=options.get("config_id", DEFAULT_CONFIG_ID),
+        client_customer_key=options.get("client_customer_key"),
+        context=options.get("context"),
+        response_id=options.get("response_id"),
+        timestamp=options.get("timestamp"),
+    )
+
+
+class LlmHelpers:
+    """The LLM methods of a tracker, written once: a class mixing this in provides
+    ``_llm_track`` (its ``track`` and ``track_async``, and the config LLM records use)."""
+
+    def _llm_track(self) -> tuple[TrackFn, AsyncTrackFn, str]:
+        raise NotImplementedError
+
+    def track_llm_usage(self, api_id: str, response: Any, **options: Unpack[LlmOptions]) -> str:
+        """Track one LLM response (SDK object or dict); returns the record's response_id.
+        Options: ``service_id``, ``client_customer_key``, ``context``, ``response_id``,
+        ``timestamp`` and ``config_id`` (default: the tracker's config, else ``llm``)."""
+        track, _, config_id = self._llm_track()
+        options.setdefault("config_id", config_id)
+        return track_llm_usage(track, api_id, response, **options)
+
+    def track_llm_stream_usage(
+        self, api_id: str, stream: Iterable[T], **options: Unpack[LlmOptions]
+    ) -> LlmStream[T]:
+        """Wrap an LLM stream: every event unchanged, usage tracked once."""
+        track, _, config_id = self._llm_track()
+        options.setdefault("config_id", config_id)
+        return track_llm_stream_usage(track, api_id, stream, **options)
+
+    async def track_llm_usage_async(
+        self, api_id: str, response: Any, **options: Unpack[LlmOptions]
+    ) -> str:
+        """``track_llm_usage()`` for coroutines."""
+        _, track_async, config_id = self._llm_track()
+        options.setdefault("config_id", config_id)
+        return await track_llm_usage_async(track_async, api_id, response, **options)
+
+    def track_llm_stream_usage_async(
+        self, api_id: str, stream: AsyncIterable[T], **options: Unpack[LlmOptions]
+    ) -> AsyncLlmStream[T]:
+        """Wrap an async LLM stream (``async for``); not awaited itself."""
+        _, track_async, config_id = self._llm_track()
+        options.setdefault("config_id", config_id)
+        return track_llm_stream_usage_async(track_async, api_id, stream, **options)
