@@ -39,7 +39,7 @@ class HttpClient:
     """Sends one request at a time over a pooled session."""
 
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        # requests costs ~90 ms to import; only processes that talk HTTP pay for it.
+        # requests is slow to import; only processes that talk HTTP pay for it.
         import requests
 
         self._requests = requests

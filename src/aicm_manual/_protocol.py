@@ -75,7 +75,7 @@ def encode_batch(bodies: Sequence[bytes]) -> bytes:
 
 
 def encode_records(records: Sequence[UsageRecord]) -> bytes:
-    """A request body from records, encoded in one call (a third cheaper per record)."""
+    """A request body from records, encoded in one call (cheaper per record)."""
     return b'{"tracked":' + _encoder.encode([r.to_wire() for r in records]).encode() + b"}"
 
 

@@ -56,7 +56,7 @@ class UsageRecord:
         return _EPOCH + timedelta(microseconds=self.timestamp_us)
 
     def to_wire(self) -> dict[str, Any]:
-        """The record as POST /api/v1/track expects it (DESIGN section 5)."""
+        """The record as POST /api/v1/track expects it."""
         out: dict[str, Any] = {
             "config_id": self.config_id,
             "service_id": self.service_id,

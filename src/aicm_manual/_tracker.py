@@ -52,7 +52,7 @@ class Tracker(_llm_track.LlmHelpers):
     ``Tracker()`` (no config) takes the service per record (``track("openai", "gpt-4o",
     usage)``, ``service_id=`` or a batch record's ``service_id``) and checks it against the
     config that lists the service, when there is one; otherwise the record is sent
-    unchecked and the collector files it. Settings follow DESIGN section 7: explicit
+    unchecked and the collector files it. Settings follow the usual precedence: explicit
     argument > environment > AICM.INI > default. Configs come from ``schemas_dir`` (or
     ``AICM_SCHEMAS_DIR``) when set, else from the collector at ``aicm_api_base``.
     Records go to the process's delivery engine in ``delivery_type`` mode (``mem_queue``

@@ -54,7 +54,7 @@ class SchemaError(AicmError, ValueError):
 
 
 class TypeStringError(SchemaError):
-    """A type string that does not follow the grammar of DESIGN section 4.
+    """A type string that does not follow the grammar in docs/type-strings.md.
 
     ``text`` is the type string, ``position`` the 0-based offset of the problem and
     ``reason`` the bare explanation; ``field`` and ``source`` name where the string came

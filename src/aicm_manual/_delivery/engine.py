@@ -675,7 +675,7 @@ class DeliveryEngine:
                     and isinstance(results, list)
                     and len(results) == len(ids)
                 ):
-                    # 200 means every record was accepted or a duplicate (DESIGN section 5).
+                    # 200 means every record was accepted or a duplicate (_protocol.answer).
                     return 200, [DELIVERED_OUTCOME] * len(ids), retry_after, ""
                 outcomes = parse_results(answer, ids)
             except TransportError as exc:

@@ -1,7 +1,7 @@
 """The process-wide delivery engine, reached only through these functions.
 
     get_global_delivery()          # the engine (created on first use)
-    get_global_delivery_health()   # a snapshot dict, see DESIGN section 6
+    get_global_delivery_health()   # a snapshot dict (docs/delivery.md)
     reset_global_delivery()        # close it and start afresh (tests)
 
 An atexit hook drains the engine within ``exit_budget`` seconds; spooled records that

@@ -1,4 +1,4 @@
-"""Tokenizer and recursive-descent parser for the type-string language (DESIGN section 4).
+"""Tokenizer and recursive-descent parser for the type-string language (docs/type-strings.md).
 
 Pure: no I/O, no ``eval``. Every failure is a :class:`TypeStringError` with the position
 of the offending token. Input is capped at 1000 characters and 32 levels of nesting, so

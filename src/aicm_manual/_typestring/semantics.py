@@ -1,4 +1,4 @@
-"""Reference interpreter for the value semantics of DESIGN section 4, and error collection.
+"""Reference interpreter for the value semantics in docs/type-strings.md, and error collection.
 
 Pure: no I/O. ``accepts`` is the slow, obviously-correct definition the compiled fast
 path is tested against; ``collect_errors`` runs only after the fast path has said no and

@@ -1,4 +1,4 @@
-"""The collector's HTTP API (DESIGN section 5) as a Starlette app.
+"""The collector's HTTP API (docs/collector.md) as a Starlette app.
 
     app = create_app(storage, configs, pricer)
     uvicorn.run(app, host="127.0.0.1", port=8700)
@@ -9,8 +9,8 @@ loop never waits on the database.
 
 ``POST /track`` checks, prices and answers on the event loop (a few ms of CPU for 500
 records) and only waits for the storage in the thread pool, which merges the requests
-waiting for it into one transaction. Checking in worker threads instead cost 6-7% of the
-records/s: each request crossed threads twice more and the workers fought over the GIL.
+waiting for it into one transaction. Checking in worker threads instead cost throughput:
+each request crossed threads twice more and the workers fought over the GIL.
 """
 
 from __future__ import annotations

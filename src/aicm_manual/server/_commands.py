@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     storage, app = build(args.database, args.schemas, args.api_key)
     # Configs, price tables and modules live as long as the process: out of the collector's
-    # reach, full collections no longer walk them (30 ms pauses, ~2 a second under load).
+    # reach, full collections no longer walk them (they paused requests under load).
     gc.freeze()
     # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets
     # the finally below close the database instead of the process dying mid-cleanup.

@@ -1,7 +1,7 @@
 """POST /api/v1/track: check each record, price it, store it once, answer per record.
 
     ingest = Ingestor(configs, pricer, storage)
-    status, answer = ingest.handle("tenant-a", body_bytes)   # 200 or 207, DESIGN section 5
+    status, answer = ingest.handle("tenant-a", body_bytes)   # 200 or 207 (see _protocol.answer)
 
 A bad record never poisons its batch: it is ``rejected`` with its reasons and the rest are
 stored. The answer is built only after ``storage.ingest`` returned, i.e. after the commit.

@@ -365,7 +365,7 @@ class Pricer:
 
     def warm_up(self) -> None:
         """Resolve every model a config names, now rather than on its first record: the
-        first import of genai-prices and a model's flat rates took ~170 ms of one request."""
+        first import of genai-prices and a model's flat rates would stall one request."""
         for (config_id, service_id), plan in self._plans.items():
             if isinstance(plan, GenaiPricesRef) and plan.model is not None:
                 self._target((config_id, service_id))

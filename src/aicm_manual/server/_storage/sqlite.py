@@ -44,7 +44,7 @@ WRITER_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",  # WAL: durable at checkpoints, never corrupt
     # Past this the WAL file is cut back when it starts over. Above the 1 GiB where it
     # starts over under sustained load (Checkpointer), so the file is reused as it is:
-    # cutting 1 GiB back to 512 MiB stalled the writer's next transaction 450-530 ms.
+    # cutting the file back stalls the writer's next transaction.
     "PRAGMA journal_size_limit=2147483648",
     # Random-uuid keys touch index pages all over the file; a 64 MiB cache keeps the hot
     # ones in memory (with the default 2 MiB most inserts read a page back).
@@ -121,8 +121,8 @@ class SqliteStorage:
         self._writer = Writer(self._db, self._ingest_rows, checkpointer)
 
     def warm_up(self) -> None:
-        """Prepare the insert of every statement size on the writer (about 0.2 s), so that
-        no request pays for it (up to 17 ms the first time a size is used)."""
+        """Prepare the insert of every statement size on the writer, so that no request
+        pays for preparing one the first time its size is used."""
 
         def prepare(db: sqlite3.Connection) -> None:
             for size in sorted({_padded(n, self._max_rows) for n in range(1, self._max_rows + 1)}):

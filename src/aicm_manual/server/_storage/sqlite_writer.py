@@ -15,7 +15,7 @@ the rate). A job's future is answered only after its group committed.
 
 WAL checkpoints copy committed pages back into the database file and fsync it. Run on
 the writer (SQLite's autocheckpoint on commit) they stalled every request queued behind
-them, 80-160 ms each on this project's test machine. The ``Checkpointer`` runs them in its
+them. The ``Checkpointer`` runs them in its
 own thread and connection, which WAL allows beside the writer; the writer only copies the
 last few pages before the WAL starts over (see ``Checkpointer``). The writer's
 autocheckpoint stays on, with a high threshold, as a safety net.
@@ -187,12 +187,10 @@ class Checkpointer:
     over by itself once a pass caught up; under load that never stops, once the WAL holds
     ``restart_bytes`` and a pass copied all it saw, the thread hands over: the writer
     copies the rest between two transactions (``finish``) and the WAL starts over. That
-    stalls the writer: 130-390 ms on the test machine over a sustained 1,000,000-record
-    load, growing with the file and not much shorter for a small rest (the fsyncs wait
-    behind the disk's queue). Near the limit passes still follow each other until one is
-    short, so that rest (what the writer wrote meanwhile) is small, and the limit is high: 1 GiB
-    of WAL, about 250,000 records at full load (at 256 MiB the writer stalled every
-    1.5-2 s, 65-340 ms each, and the p99 was higher).
+    stalls the writer, longer as the file grows and not much shorter for a small rest (the
+    fsyncs wait behind the disk's queue). Near the limit passes still follow each other until one is
+    short, so that rest (what the writer wrote meanwhile) is small, and the limit is high
+    (1 GiB of WAL), so the stalls are rare; docs/benchmarks.md has the measurements.
     """
 
     def __init__(
