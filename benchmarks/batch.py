@@ -451,9 +451,9 @@ def breakdown_phase(
         "heygen::streaming-avatar": tracker.config_source.get("heygen").validator.validate,
     }
     try:
-        from aicm_manual._batch_input import BatchItem  # private: skip the row if it moves
+        from aicm_manual._batch_input import BatchRecord  # private: skip the row if it moves
 
-        parse: Callable[[Any], Any] | None = BatchItem.parse
+        parse: Callable[[Any], Any] | None = BatchRecord.parse
     except ImportError:
         parse = None
 
@@ -488,7 +488,7 @@ def breakdown_phase(
         ),
     ]
     if parse is not None:
-        cases.append(("BatchItem.parse only", lambda rs: [parse(r) for r in rs]))
+        cases.append(("BatchRecord.parse only", lambda rs: [parse(r) for r in rs]))
     times: dict[str, list[float]] = {label: [] for label, _ in cases}
     for rep in range(args.repeat_large):
         for i, (label, fn) in enumerate(cases):  # interleaved, so outside load hits all rows
@@ -517,7 +517,7 @@ def send_breakdown(adapter: OursBatch, args: argparse.Namespace) -> dict[str, An
     n, reps = CHUNK, args.repeat
     tracker = adapter.tracker
     try:
-        from aicm_manual._batch_input import BatchItem
+        from aicm_manual._batch_input import BatchRecord
         from aicm_manual._protocol import encode_batch, encode_record, encode_records
 
         engine, target, record = tracker._engine, tracker._target, tracker._record
@@ -525,7 +525,7 @@ def send_breakdown(adapter: OursBatch, args: argparse.Namespace) -> dict[str, An
     except (ImportError, AttributeError) as exc:
         return {"skipped": str(exc)}
     sets = [make_records(n, f"{args.child}-s{rep}") for rep in range(reps)]
-    items = [[BatchItem.parse(r) for r in recs] for recs in sets]
+    items = [[BatchRecord.parse(r) for r in recs] for recs in sets]
 
     def build(rep: int) -> list[Any]:
         return [
@@ -538,7 +538,7 @@ def send_breakdown(adapter: OursBatch, args: argparse.Namespace) -> dict[str, An
     bodies = [encode_batch([encode_record(r) for r in b]) for b in built]
     ids = [[r.response_id for r in b] for b in built]
     steps: list[tuple[str, Callable[[int], Any]]] = [
-        ("BatchItem.parse per record", lambda k: [BatchItem.parse(r) for r in sets[k]]),
+        ("BatchRecord.parse per record", lambda k: [BatchRecord.parse(r) for r in sets[k]]),
         ("Tracker._record per record (checks, copies, stamps)", build),
         ("encode_record per record + encode_batch (as sent)",
          lambda k: encode_batch([encode_record(r) for r in built[k]])),

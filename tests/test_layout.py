@@ -24,7 +24,7 @@ FORBIDDEN = {
     "_protocol": {"_configs", "_delivery", "_typestring", "_llm", "_tracker", "server"},
     "_records": {"_configs", "_delivery", "_typestring", "_llm", "_tracker", "server"},
 }  # fmt: skip
-# Entry points that may start the collector; every other client module never imports it.
+# QueuedRecord points that may start the collector; every other client module never imports it.
 MAY_IMPORT_SERVER = {"cli", "server"}
 
 

@@ -1,6 +1,6 @@
 """The record dicts ``track_batch()`` accepts, with the names other SDKs use.
 
-    BatchItem.parse({"service_key": "openai::gpt-4", "usage": {...}, "customer_key": "acme"})
+    BatchRecord.parse({"service_key": "openai::gpt-4", "usage": {...}, "customer_key": "acme"})
 
 Pure: checking the fields' values is the Tracker's job, as for ``track()``.
 """
@@ -21,7 +21,7 @@ FIELDS = RECORD_KEYS | frozenset(ALIASES.values())
 
 
 @dataclass(frozen=True, slots=True)
-class BatchItem:
+class BatchRecord:
     usage: Any
     service_id: str | None = None
     config_id: str | None = None
@@ -31,7 +31,7 @@ class BatchItem:
     context: Mapping[str, Any] | None = None
 
     @classmethod
-    def parse(cls, raw: object) -> BatchItem:
+    def parse(cls, raw: object) -> BatchRecord:
         if not isinstance(raw, Mapping):
             raise InvalidRecordError(
                 f"a batch record must be a dict with 'usage', got {type(raw).__name__}"
@@ -66,7 +66,7 @@ class BatchItem:
         )
 
     @classmethod
-    def _parse_slowly(cls, raw: Mapping[Any, Any]) -> BatchItem:
+    def _parse_slowly(cls, raw: Mapping[Any, Any]) -> BatchRecord:
         """Aliases, and every kind of mistake with its message."""
         unknown = sorted(str(k) for k in raw if k not in FIELDS)
         if unknown:

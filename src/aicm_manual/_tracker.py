@@ -19,13 +19,13 @@ from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from ._anonymize import Anonymizer
-from ._batch_input import BatchItem, batch_answer
+from ._batch_input import BatchRecord, batch_answer
 from ._configs.model import ServiceConfig, UsageConfig
 from ._configs.routing import Routes
 from ._configs.sources import ConfigSource, DirectoryConfigSource, shared_http_source
 from ._delivery.engine import DeliveryEngine
-from ._delivery.entries import OnDiscard
 from ._delivery.process import get_global_delivery
+from ._delivery.queued import OnDiscard
 from ._delivery.settings import DeliverySettings, DeliveryType, OnFull
 from ._llm import tracking as _llm_track
 from ._logging import configure_logging, log, redacted_body
@@ -279,7 +279,7 @@ class Tracker(_llm_track.LlmHelpers):
         for index, raw in enumerate(records):
             total += 1
             try:
-                item = BatchItem.parse(raw)
+                item = BatchRecord.parse(raw)
                 record = self._builder.build(
                     item.usage,
                     item.service_id,

@@ -39,13 +39,13 @@ from .._protocol import (
 from .._records import Target, UsageRecord
 from .._secret import abbreviate
 from ..errors import DeliveryError, InvalidRecordError, QueueFullError, TransportError
-from .entries import (
-    Entry,
+from .queued import (
     HttpTransport,
     KeyState,
     LogLimiter,
     ModeDelivery,
     OnDiscard,
+    QueuedRecord,
     Transport,
     decode_wire,
     key_ref,
@@ -564,7 +564,7 @@ class DeliveryEngine:
                 if not state.pending:
                     state.first_pending_at = now
                 state.pending.append(
-                    Entry(record.response_id, None, record, None, target.on_discard)
+                    QueuedRecord(record.response_id, None, record, None, target.on_discard)
                 )
         self.total_drained += count
 
@@ -601,7 +601,7 @@ class DeliveryEngine:
             state = self._state(target)
             if not state.pending:  # the batch's age is its oldest row's time in the spool
                 state.first_pending_at = now - max(0.0, wall - row.enqueued_at)
-            state.pending.append(Entry(row.response_id, row.body, None, row, None))
+            state.pending.append(QueuedRecord(row.response_id, row.body, None, row, None))
         with self._lock:
             self._pending_total += len(rows)
             # Rows another process spooled for the same key are not in our count.
@@ -612,9 +612,9 @@ class DeliveryEngine:
         by_key = self._worker_spool.stats()["by_key"]
         return sum(v["records"] - v["leased"] for k, v in by_key.items() if k in self._keys)
 
-    def _take(self, state: KeyState) -> list[Entry]:
+    def _take(self, state: KeyState) -> list[QueuedRecord]:
         limit = min(state.batch_limit, self._batch_size)
-        entries: list[Entry] = []
+        entries: list[QueuedRecord] = []
         size = 0.0
         while state.pending and len(entries) < limit:
             entry = state.pending[0]
@@ -625,14 +625,14 @@ class DeliveryEngine:
             size += cost
         return entries
 
-    def _encode(self, entries: list[Entry]) -> tuple[bytes, list[tuple[Entry, str]]]:
+    def _encode(self, entries: list[QueuedRecord]) -> tuple[bytes, list[tuple[QueuedRecord, str]]]:
         """The request body, and the entries that cannot be sent as JSON (with why)."""
         if all(e.body is None for e in entries):
             try:
                 return encode_records([e.record for e in entries if e.record is not None]), []
             except (TypeError, ValueError):
                 pass  # find the culprits one by one below
-        bad: list[tuple[Entry, str]] = []
+        bad: list[tuple[QueuedRecord, str]] = []
         for entry in entries:
             if entry.body is None and entry.record is not None:
                 try:
@@ -741,7 +741,7 @@ class DeliveryEngine:
                 self._retry_later(state, entries, now + delay)
 
     def _settle(
-        self, state: KeyState, entries: list[Entry], outcomes: list[Outcome], now: float
+        self, state: KeyState, entries: list[QueuedRecord], outcomes: list[Outcome], now: float
     ) -> None:
         delivered = [e for e, o in zip(entries, outcomes, strict=True) if o.delivered]
         rejected = [
@@ -757,7 +757,10 @@ class DeliveryEngine:
         self._finish(state, delivered, rejected)
 
     def _finish(
-        self, state: KeyState, delivered: list[Entry], rejected: list[tuple[Entry, str]]
+        self,
+        state: KeyState,
+        delivered: list[QueuedRecord],
+        rejected: list[tuple[QueuedRecord, str]],
     ) -> None:
         """Account for entries that left for good: delivered, or dead-lettered."""
         spool = self._worker_spool
@@ -785,7 +788,7 @@ class DeliveryEngine:
     def _dead(
         self,
         items: list[tuple[dict[str, Any], Target, str]],
-        entries: list[tuple[Entry, str]] | None = None,
+        entries: list[tuple[QueuedRecord, str]] | None = None,
     ) -> None:
         """Dead-letter memory records: kept in ``dead_letters`` (and the spool, when open)."""
         if not items:
@@ -803,7 +806,7 @@ class DeliveryEngine:
         if entries is None:  # rejected before it was ever queued for sending
             self.total_rejected += len(items)
 
-    def _retry_later(self, state: KeyState, entries: list[Entry], when: float) -> None:
+    def _retry_later(self, state: KeyState, entries: list[QueuedRecord], when: float) -> None:
         state.next_attempt = when
         memory = [e for e in entries if e.row is None]
         spooled = [e for e in entries if e.row is not None]
@@ -821,7 +824,7 @@ class DeliveryEngine:
         if not state.pending:
             state.first_pending_at = None
 
-    def _give_up(self, state: KeyState, entries: list[Entry], error: str) -> None:
+    def _give_up(self, state: KeyState, entries: list[QueuedRecord], error: str) -> None:
         memory = [e for e in entries if e.row is None]
         spooled = [e for e in entries if e.row is not None]
         if spooled:

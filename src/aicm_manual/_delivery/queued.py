@@ -74,7 +74,7 @@ class ModeDelivery:
 
 
 @dataclass(slots=True)
-class Entry:
+class QueuedRecord:
     response_id: str
     body: bytes | None  # None until a memory record is first encoded
     record: UsageRecord | None = None  # memory entries
@@ -88,7 +88,7 @@ class KeyState:
 
     target: Target
     key_ref: str
-    pending: deque[Entry] = field(default_factory=deque)
+    pending: deque[QueuedRecord] = field(default_factory=deque)
     first_pending_at: float | None = None
     next_attempt: float = 0.0
     attempts: int = 0
@@ -120,7 +120,7 @@ class LogLimiter:
         log.warning(message, *args)
 
 
-def wire_of(entry: Entry) -> dict[str, Any]:
+def wire_of(entry: QueuedRecord) -> dict[str, Any]:
     if entry.record is not None:
         return entry.record.to_wire()
     return decode_wire(entry.body or b"{}")
