@@ -208,22 +208,21 @@ def test_fast_path_matches_calc_price_on_a_grid(provider: str, model: str) -> No
     genai_version()
     resolved = GenaiModel.resolve(provider, model)
     assert isinstance(resolved, GenaiModel)
-    assert resolved.flat is not None, "a flat-rate model should get the fast path"
+    assert resolved.rates_at(None) is not None, "a flat-rate model should get the fast path"
     usages = grid()
     assert len(usages) > 150
     for tokens in usages:
         assert resolved.nanos(tokens) == calc_price_nanos(provider, model, tokens), tokens
 
 
-@pytest.mark.parametrize(
-    ("provider", "model"),
-    [("google", "gemini-2.5-pro"), ("openai", "o3")],  # token tiers; a dated price change
-)
-def test_tiered_or_conditional_prices_use_calc_price(provider: str, model: str) -> None:
+@pytest.mark.parametrize(("provider", "model"), [("google", "gemini-2.5-pro")])  # token tiers
+def test_tiered_prices_use_calc_price(provider: str, model: str) -> None:
+    """A price tiered by volume is not affine in tokens: no fast path, calc_price each time.
+    (Prices that change by date get a fast path per price in force: test_pricing_time.)"""
     genai_version()
     resolved = GenaiModel.resolve(provider, model)
     assert isinstance(resolved, GenaiModel)
-    assert resolved.flat is None
+    assert resolved.rates_at(None) is None
     for tokens in [(0, 0, 0, 0, 0), (300_000, 1000, 0, 50, 10), (1000, 0, 0, 10**6, 0)]:
         assert resolved.nanos(tokens) == calc_price_nanos(provider, model, tokens)
 

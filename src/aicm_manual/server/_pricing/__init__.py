@@ -33,7 +33,7 @@ from .exact import (
     round_half_even,
     to_nanos,
 )
-from .pricer import Pricer
+from .pricer import Pricer, PriceRule
 from .tokens import EXTRA_FIELDS, TOKEN_FIELDS, GenaiModel, extra_usage, token_usage
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "GenaiModel",
     "Linear",
     "Price",
+    "PriceRule",
     "Pricer",
     "Tokens",
     "exact",

@@ -7,6 +7,7 @@ writes, output_tokens includes reasoning. genai-prices is imported on first use.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ _GENAI_KEYS = (
     "output_reasoning_tokens",
 )
 MAX_MODELS = 4096
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _INSTALL_HINT = "genai-prices is not installed: pip install 'aicm-manual[llm]'"
 
 
@@ -105,10 +107,16 @@ def _count(value: object) -> int:
 
 
 class GenaiModel:
-    """One genai-prices model: flat per-token rates when its prices allow, else calc_price.
+    """One genai-prices model, priced at a record's own time (and service tier).
 
     model = GenaiModel.resolve("openai", "gpt-4o")   # or a str saying why it cannot price
-    model.nanos((1000, 200, 0, 50, 0))               # tokens in TOKEN_FIELDS order
+    model.nanos((1000, 200, 0, 50, 0))               # tokens in TOKEN_FIELDS order, now
+    model.nanos(tokens, at_us=record_us, tier="flex")
+
+    A model whose price never changes takes flat per-token rates worked out once. One whose
+    price changes on a date, by time of day or by service tier gets flat rates per price in
+    force (read off genai-prices at the record's time), and calc_price where a price is
+    tiered by volume.
     """
 
     # Probes that pin down an affine price exactly, then usages that must agree with it.
@@ -123,14 +131,18 @@ class GenaiModel:
         self.provider = provider
         self.model = model
         self.source = f"genai-prices {version} {provider}/{model}"
-        self.flat: Linear | None = None
+        self.flat: Linear | None = None  # set when the price never changes
+        self.dated = False  # the price depends on the time or the tier
+        self._info: Any = None  # genai-prices' ModelInfo
+        # (the price in force, tier) -> its flat rates, or None where calc_price must run.
+        # Keys hold the price object itself, so its id is never reused while cached.
+        self._periods: dict[tuple[int, str | None], tuple[object, Linear | None]] = {}
 
     @classmethod
     def resolve(cls, provider: str, model: str) -> GenaiModel | str:
         """The model, with its fast path when flat-rate, or why it cannot be priced."""
         try:
             import genai_prices
-            from genai_prices.types import TieredPrices
         except ImportError:
             return _INSTALL_HINT
         version = genai_prices.__version__
@@ -141,42 +153,92 @@ class GenaiModel:
             return f"genai-prices {version} has no price for {provider}/{model}: {exc}"
         except (ValueError, TypeError, ArithmeticError) as exc:
             return f"genai-prices {version} cannot price {provider}/{model}: {exc}"
-        try:
-            # A list of prices changes with the date or the time of day.
-            flat = not isinstance(probe.model.prices, list) and not any(
-                isinstance(p, TieredPrices) for p in vars(probe.model_price).values()
-            )
-        except TypeError:  # prices no longer kept in __dict__: stay on calc_price
-            flat = False
-        if flat:
-            self.flat = self._flat_rates()
+        self._info = probe.model
+        # A list of prices changes with the date or the time of day; variants with the tier.
+        self.dated = isinstance(probe.model.prices, list) or bool(
+            getattr(probe.model, "price_variants", None)
+        )
+        if not self.dated and _is_flat(probe.model_price):
+            self.flat = self._flat_rates(None, None)
         return self
 
-    def nanos(self, tokens: Tokens) -> int | None:
-        """The cost of checked token counts in USD nano-units; None if genai-prices fails."""
-        if self.flat is not None:
-            return self.flat.of_tokens(tokens)
-        return self.calc_price_nanos(tokens)
+    def nanos(
+        self,
+        tokens: Tokens,
+        extras: Mapping[str, int] | None = None,
+        at_us: int | None = None,
+        tier: str | None = None,
+    ) -> int | None:
+        """The cost in USD nano-units at ``at_us`` (microseconds since the epoch; None is
+        now) for ``tier``; None if genai-prices fails."""
+        if not extras:
+            if not self.dated:
+                if self.flat is not None:
+                    return self.flat.of_tokens(tokens)
+            else:
+                linear = self.rates_at(at_us, tier)
+                if linear is not None:
+                    return linear.of_tokens(tokens)
+        return self.calc_price_nanos(tokens, extras, at_us, tier)
 
     def calc_price_nanos(
-        self, tokens: Tokens, extras: Mapping[str, int] | None = None
+        self,
+        tokens: Tokens,
+        extras: Mapping[str, int] | None = None,
+        at_us: int | None = None,
+        tier: str | None = None,
     ) -> int | None:
         """The reference path: genai_prices.calc_price, rounded like the fast path."""
         try:
-            return to_nanos(self._calc_price(tokens, extras).total_price)
-        except (LookupError, ValueError, TypeError, ArithmeticError):
+            when = None if at_us is None else _datetime(at_us)
+            return to_nanos(self._calc_price(tokens, extras, when, tier).total_price)
+        except (LookupError, ValueError, TypeError, ArithmeticError, OverflowError):
             return None
 
+    def rates_at(self, at_us: int | None, tier: str | None = None) -> Linear | None:
+        """The flat per-token rates in force at ``at_us`` for ``tier`` (the fast path), or
+        None where the price is tiered by volume and calc_price must run."""
+        if not self.dated:
+            return self.flat
+        when = _datetime(at_us)
+        try:
+            in_force = self._info.get_prices(when)
+        except (LookupError, ValueError, TypeError, ArithmeticError):
+            return None
+        key = (id(in_force), tier)
+        cached = self._periods.get(key)
+        if cached is None:
+            context = None if tier is None else {"service_tier": tier}
+            try:
+                prices = self._info.get_prices(when, context)
+            except (LookupError, ValueError, TypeError, ArithmeticError):
+                return None
+            linear = self._flat_rates(when, tier) if _is_flat(prices) else None
+            if len(self._periods) >= MAX_MODELS:
+                self._periods.clear()
+            cached = self._periods[key] = (in_force, linear)
+        return cached[1]
+
     def _calc_price(
-        self, tokens: Tokens, extras: Mapping[str, int] | None = None
+        self,
+        tokens: Tokens,
+        extras: Mapping[str, int] | None = None,
+        when: datetime | None = None,
+        tier: str | None = None,
     ) -> PriceCalculation:
         from genai_prices import Usage, calc_price
 
         # Every key is passed, zeros included, so genai-prices never infers a missing one.
         usage = Usage(**dict(zip(_GENAI_KEYS, tokens, strict=True)), **(extras or {}))
-        return calc_price(usage, self.model, provider_id=self.provider)
+        return calc_price(
+            usage,
+            self.model,
+            provider_id=self.provider,
+            genai_request_timestamp=when,
+            price_context=None if tier is None else {"service_tier": tier},
+        )
 
-    def _flat_rates(self) -> Linear | None:
+    def _flat_rates(self, when: datetime | None, tier: str | None) -> Linear | None:
         """Per-token rates read off calc_price, or None if the price is not affine in tokens.
 
         A flat-rate price is constant + sum(rate * tokens); its rates are differences of
@@ -185,7 +247,7 @@ class GenaiModel:
         """
 
         def total(tokens: Tokens) -> Fraction:
-            return Fraction(self._calc_price(tokens).total_price)
+            return Fraction(self._calc_price(tokens, None, when, tier).total_price)
 
         try:
             base = total(self._ZERO)
@@ -209,3 +271,19 @@ class GenaiModel:
         except (LookupError, ValueError, TypeError, ArithmeticError):
             return None
         return linear
+
+
+def _is_flat(model_price: object) -> bool:
+    """Whether a genai-prices price has no volume tiers (so it is affine in tokens)."""
+    from genai_prices.types import TieredPrices
+
+    try:
+        return not any(isinstance(p, TieredPrices) for p in vars(model_price).values())
+    except TypeError:  # prices no longer kept in __dict__: stay on calc_price
+        return False
+
+
+def _datetime(at_us: int | None) -> datetime:
+    if at_us is None:
+        return datetime.now(timezone.utc)
+    return _EPOCH + timedelta(microseconds=at_us)
