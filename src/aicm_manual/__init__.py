@@ -47,6 +47,7 @@ from .errors import (
     TrackerClosedError,
     TransportError,
     TypeStringError,
+    UsageLimitExceeded,
     UsageValidationError,
 )
 
@@ -85,6 +86,7 @@ __all__ = [
     "TypeValidator",
     "UniversalExtractor",
     "UsageConfig",
+    "UsageLimitExceeded",
     "UsageRecord",
     "UsageValidationError",
     "__version__",

@@ -15,7 +15,8 @@
     ├── QueueFullError (RuntimeError)        no room in the queue (raise, or block timed out)
     ├── SpoolError (OSError)                 the client's spool file cannot be opened or used
     ├── StorageError (OSError)               the collector's database cannot be opened
-    └── TrackerClosedError (RuntimeError)    track() after close()
+    ├── TrackerClosedError (RuntimeError)    track() after close()
+    └── UsageLimitExceeded (RuntimeError)    a block budget is exceeded for the record
 
 Each error also derives from the builtin a caller would naturally catch, so
 ``except ValueError`` keeps working for validation problems.
@@ -41,6 +42,7 @@ __all__ = [
     "TrackerClosedError",
     "TransportError",
     "TypeStringError",
+    "UsageLimitExceeded",
     "UsageValidationError",
 ]
 
@@ -284,3 +286,17 @@ class StorageError(AicmError, OSError):
 
 class TrackerClosedError(AicmError, RuntimeError):
     """A tracker was used after ``close()``."""
+
+
+class UsageLimitExceeded(AicmError, RuntimeError):
+    """A record (or a wrapped call) falls under a ``block`` budget that is exceeded for the
+    current period; nothing was sent. ``budget_id`` and ``period_end`` say which and until
+    when."""
+
+    def __init__(self, message: str, budget_id: str = "", period_end: str = "") -> None:
+        self.budget_id = budget_id
+        self.period_end = period_end
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.budget_id, self.period_end))
