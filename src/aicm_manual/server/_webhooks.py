@@ -65,7 +65,7 @@ class Message:
     body: bytes
     created_us: int
     attempts: int = 0
-    next_attempt_us: int = 0
+    next_attempt_us: int | None = 0  # None: given up
     delivered_us: int | None = None
     last_error: str | None = None
 
