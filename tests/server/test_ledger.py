@@ -3,119 +3,19 @@ PostgreSQL: run on a real file and a scratch PostgreSQL schema, beside a real st
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from uuid import uuid4
 
 import pytest
+from ledger_support import DAY, Side, event, open_side
 
-from aicm_manual._migrations import split_statements
-from aicm_manual.server._storage.ledger import Ledger, migration, sqlite_atomic
-from aicm_manual.server._storage.protocol import US_PER_DAY, NewEvent, Storage
-from aicm_manual.server._storage.sqlite import SqliteStorage
 from aicm_manual.server._webhooks import Message
-
-POSTGRES_URL = os.environ.get("AICM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-DAY = 20_000  # days since the epoch
-
-
-def event(rid: str, *, customer: str | None, service: str, cost: int, day: int = DAY) -> NewEvent:
-    digest = hashlib.sha256(rid.encode()).hexdigest()
-    return NewEvent(
-        tenant="tenant-a",
-        config_id="llm",
-        service_id=service,
-        response_id=rid,
-        timestamp_us=day * US_PER_DAY + 3_600_000_000,
-        client_customer_key=customer,
-        usage=b"{}",
-        context=None,
-        payload_hash=digest,
-        cost_nanos=cost,
-        currency="USD",
-        price_source="unit",
-    )
-
-
-class Side:
-    """A backend's storage plus a ledger over a connection of its own to the same database."""
-
-    def __init__(self, storage: Storage, ledger: Ledger, close: Callable[[], None]) -> None:
-        self.storage, self.ledger, self._close = storage, ledger, close
-
-    def close(self) -> None:
-        self._close()
-        self.storage.close()
-
-
-def sqlite_side(path: Path) -> Side:
-    storage = SqliteStorage(path)
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA busy_timeout=30000")
-    lock = threading.Lock()
-
-    def run(fn: Callable[[Any], Any]) -> Any:
-        with lock:
-            return fn(db)
-
-    with sqlite_atomic(db):  # the backend will run it as one of its migrations
-        for statement in split_statements(migration("sqlite")):
-            db.execute(statement)
-    ledger = Ledger(run, run, sqlite_atomic, dialect="sqlite", clock=lambda: 5.0)
-    return Side(storage, ledger, db.close)
-
-
-def postgres_side(schema: str) -> Side:
-    psycopg = pytest.importorskip("psycopg")
-    from aicm_manual.server._storage.postgres import PostgresStorage
-
-    try:
-        storage = PostgresStorage(POSTGRES_URL, schema=schema)
-    except Exception as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    conn = psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={schema}")
-    lock = threading.Lock()
-
-    def run(fn: Callable[[Any], Any]) -> Any:
-        with lock:
-            return fn(conn)
-
-    def atomic(c: Any) -> AbstractContextManager[object]:
-        return c.transaction()  # type: ignore[no-any-return]
-
-    with conn.transaction():
-        for statement in split_statements(migration("postgres")):
-            conn.execute(statement)
-    ledger = Ledger(run, run, atomic, dialect="postgres", clock=lambda: 5.0)
-    return Side(storage, ledger, conn.close)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def side(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Side]:
-    if request.param == "sqlite":
-        made = sqlite_side(tmp_path / "ledger.db")
+    with open_side(request.param, tmp_path) as made:
         yield made
-        made.close()
-        return
-    schema = f"aicm_test_{uuid4().hex[:12]}"
-    try:
-        made = postgres_side(schema)
-        yield made
-        made.close()
-    finally:
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_price_rules_are_appended_and_listed_per_tenant(side: Side) -> None:

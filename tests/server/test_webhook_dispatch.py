@@ -4,15 +4,13 @@ retried on a schedule whose first retry comes within 30 seconds."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from standardwebhooks import Webhook
+from ledger_support import SECRET, Receiver, serve_receiver
 
 from aicm_manual.server._webhooks import (
     RETRY_AFTER_S,
@@ -21,58 +19,16 @@ from aicm_manual.server._webhooks import (
     Message,
     WebhookError,
     message_id,
-    new_secret,
     next_attempt,
     parse_webhook,
     threshold_body,
 )
 
-SECRET = new_secret()
-
-
-class Receiver:
-    """A loopback webhook receiver that verifies every signature it is sent."""
-
-    def __init__(self) -> None:
-        self.fail_next = 0
-        self.seen: list[dict[str, Any]] = []
-        self.verified: list[Any] = []
-        self.url = ""
-
-    def handle(self, headers: dict[str, str], body: bytes) -> int:
-        self.seen.append(headers)
-        if self.fail_next:
-            self.fail_next -= 1
-            return 500
-        self.verified.append(Webhook(SECRET).verify(body, headers))
-        return 204
-
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            status = state.handle({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_receiver() as running:
+        yield running
 
 
 class MemoryOutbox:
@@ -115,7 +71,9 @@ class MemoryOutbox:
 
 def message(created_s: float) -> Message:
     body = threshold_body({"budget_id": "b1", "threshold": 0.5, "spent": "5.000000000"})
-    return Message(message_id("b1", 0, "0.5"), "ops", "tenant-a", body, int(created_s * 1e6))
+    return Message(
+        message_id("tenant-a", "ops", "b1", 0, "0.5"), "ops", "tenant-a", body, int(created_s * 1e6)
+    )
 
 
 def test_a_message_is_signed_and_verifies_at_the_receiver(receiver: Receiver) -> None:

@@ -167,11 +167,13 @@ def destination_refused(url: str, allowed: Sequence[str]) -> str | None:
     return None
 
 
-def message_id(budget_id: str, period_start_us: int, threshold: str) -> str:
-    """One id per budget, period and threshold: a crossing is announced once per period,
-    whichever collector process sees it, and retries carry the same id."""
-    digest = hashlib.sha256(f"{budget_id}\0{period_start_us}\0{threshold}".encode()).hexdigest()
-    return "msg_" + digest[:32]
+def message_id(
+    tenant: str, webhook_id: str, budget_id: str, period_start_us: int, threshold: str
+) -> str:
+    """One id per webhook, budget, period and threshold: a crossing is announced once per
+    period, whichever collector process sees it, and retries carry the same id."""
+    key = "\0".join((tenant, webhook_id, budget_id, str(period_start_us), threshold))
+    return "msg_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def threshold_body(data: Mapping[str, Any]) -> bytes:
