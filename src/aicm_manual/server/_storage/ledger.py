@@ -109,13 +109,14 @@ class Ledger:
         dialect: Dialect,
         clock: Callable[[], float],
     ) -> None:
-        self._write = write
-        self._read = read
-        self._atomic = atomic
+        self.write = write
+        self.read = read
+        self.atomic = atomic
         self._pg = dialect == "postgres"
         self._clock = clock
 
-    def _sql(self, text: str) -> str:
+    def sql(self, text: str) -> str:
+        """``text`` with its ``?`` parameters in the backend's style."""
         return text.replace("?", "%s") if self._pg else text
 
     def _now_us(self) -> int:
@@ -128,11 +129,11 @@ class Ledger:
     ) -> PriceRuleRow:
         now = self._now_us()
         text = json.dumps(pricing, sort_keys=True, separators=(",", ":"))
-        sql = self._sql(
+        sql = self.sql(
             "INSERT INTO price_rules (tenant, service_id, effective_from_us, pricing, created_us)"
             " VALUES (?, ?, ?, ?, ?) RETURNING rule_id"
         )
-        rule_id = self._write(
+        rule_id = self.write(
             lambda db: db.execute(
                 sql, (tenant, service_id, effective_from_us, text, now)
             ).fetchone()[0]
@@ -142,16 +143,16 @@ class Ledger:
     def price_rules(self, tenant: str | None = None) -> list[PriceRuleRow]:
         """Every rule (of ``tenant``), oldest first."""
         where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
-        sql = self._sql(
+        sql = self.sql(
             "SELECT rule_id, tenant, service_id, effective_from_us, pricing, created_us"
             f" FROM price_rules {where} ORDER BY rule_id"
         )
-        rows = self._read(lambda db: db.execute(sql, args).fetchall())
+        rows = self.read(lambda db: db.execute(sql, args).fetchall())
         return [PriceRuleRow(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
     def price_rules_mark(self) -> int:
         """The newest rule's id (0 for none): a process that saw this mark has every rule."""
-        row = self._read(lambda db: db.execute("SELECT max(rule_id) FROM price_rules").fetchone())
+        row = self.read(lambda db: db.execute("SELECT max(rule_id) FROM price_rules").fetchone())
         return int(row[0] or 0)
 
     # -- budgets ---------------------------------------------------------------------------
@@ -160,30 +161,30 @@ class Ledger:
         """Create or replace a budget; True when it is new."""
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
         now = self._now_us()
-        find = self._sql("SELECT 1 FROM budgets WHERE tenant = ? AND budget_id = ?")
-        upsert = self._sql(
+        find = self.sql("SELECT 1 FROM budgets WHERE tenant = ? AND budget_id = ?")
+        upsert = self.sql(
             "INSERT INTO budgets VALUES (?, ?, ?, ?) ON CONFLICT (tenant, budget_id)"
             " DO UPDATE SET body = excluded.body, updated_us = excluded.updated_us"
         )
 
         def put(db: Any) -> bool:
-            with self._atomic(db):
+            with self.atomic(db):
                 existed = db.execute(find, (tenant, budget_id)).fetchone() is not None
                 db.execute(upsert, (tenant, budget_id, text, now))
             return not existed
 
-        result: bool = self._write(put)
+        result: bool = self.write(put)
         return result
 
     def delete_budget(self, tenant: str, budget_id: str) -> bool:
-        sql = self._sql("DELETE FROM budgets WHERE tenant = ? AND budget_id = ? RETURNING 1")
-        return self._write(lambda db: db.execute(sql, (tenant, budget_id)).fetchone()) is not None
+        sql = self.sql("DELETE FROM budgets WHERE tenant = ? AND budget_id = ? RETURNING 1")
+        return self.write(lambda db: db.execute(sql, (tenant, budget_id)).fetchone()) is not None
 
     def budget_documents(self, tenant: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
         """(tenant, budget_id, body) of every budget (of ``tenant``), by id."""
         where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
-        sql = self._sql(f"SELECT tenant, budget_id, body FROM budgets {where} ORDER BY 1, 2")
-        rows = self._read(lambda db: db.execute(sql, args).fetchall())
+        sql = self.sql(f"SELECT tenant, budget_id, body FROM budgets {where} ORDER BY 1, 2")
+        rows = self.read(lambda db: db.execute(sql, args).fetchall())
         return [(r[0], r[1], json.loads(r[2])) for r in rows]
 
     def spend(
@@ -209,12 +210,12 @@ class Ledger:
         elif service_id is not None:
             where.append("service_id = ?")
             args.append(service_id)
-        sql = self._sql(
+        sql = self.sql(
             "SELECT currency, sum(cost_nanos) FROM rollups_daily WHERE "
             + " AND ".join(where)
             + " GROUP BY currency"
         )
-        rows = self._read(lambda db: db.execute(sql, tuple(args)).fetchall())
+        rows = self.read(lambda db: db.execute(sql, tuple(args)).fetchall())
         return {currency: int(total) for currency, total in rows if currency}
 
     # -- webhooks --------------------------------------------------------------------------
@@ -222,24 +223,24 @@ class Ledger:
     def put_webhook(
         self, tenant: str, webhook_id: str, url: str, secret: str, events: Iterable[str]
     ) -> None:
-        sql = self._sql(
+        sql = self.sql(
             "INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, webhook_id)"
             " DO UPDATE SET url = excluded.url, secret = excluded.secret,"
             " events = excluded.events, updated_us = excluded.updated_us"
         )
         row = (tenant, webhook_id, url, secret, ",".join(sorted(events)), self._now_us())
-        self._write(lambda db: db.execute(sql, row))
+        self.write(lambda db: db.execute(sql, row))
 
     def delete_webhook(self, tenant: str, webhook_id: str) -> bool:
-        sql = self._sql("DELETE FROM webhooks WHERE tenant = ? AND webhook_id = ? RETURNING 1")
-        return self._write(lambda db: db.execute(sql, (tenant, webhook_id)).fetchone()) is not None
+        sql = self.sql("DELETE FROM webhooks WHERE tenant = ? AND webhook_id = ? RETURNING 1")
+        return self.write(lambda db: db.execute(sql, (tenant, webhook_id)).fetchone()) is not None
 
     def webhooks(self, tenant: str | None = None) -> list[WebhookRow]:
         where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
-        sql = self._sql(
+        sql = self.sql(
             f"SELECT tenant, webhook_id, url, secret, events FROM webhooks {where} ORDER BY 1, 2"
         )
-        rows = self._read(lambda db: db.execute(sql, args).fetchall())
+        rows = self.read(lambda db: db.execute(sql, args).fetchall())
         return [
             WebhookRow(r[0], r[1], r[2], r[3], tuple(e for e in r[4].split(",") if e)) for r in rows
         ]
@@ -251,7 +252,7 @@ class Ledger:
         seen by two processes is announced once."""
         if not messages:
             return
-        sql = self._sql(
+        sql = self.sql(
             "INSERT INTO webhook_messages (message_id, tenant, webhook_id, body, created_us,"
             " next_attempt_us) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING"
         )
@@ -261,21 +262,21 @@ class Ledger:
         ]
 
         def add(db: Any) -> None:
-            with self._atomic(db):
+            with self.atomic(db):
                 for row in rows:
                     db.execute(sql, row)
 
-        self._write(add)
+        self.write(add)
 
     def due_messages(self, now_us: int, limit: int) -> list[Message]:
         lock = " FOR UPDATE SKIP LOCKED" if self._pg else ""
-        sql = self._sql(
+        sql = self.sql(
             "UPDATE webhook_messages SET claimed_until_us = ? WHERE message_id IN ("
             " SELECT message_id FROM webhook_messages WHERE delivered_us IS NULL"
             " AND next_attempt_us IS NOT NULL AND next_attempt_us <= ? AND claimed_until_us <= ?"
             f" ORDER BY next_attempt_us LIMIT ?{lock}) RETURNING {_MESSAGE_COLUMNS}"
         )
-        rows = self._write(
+        rows = self.write(
             lambda db: db.execute(sql, (now_us + CLAIM_US, now_us, now_us, limit)).fetchall()
         )
         return sorted((_message(r) for r in rows), key=lambda m: (m.next_attempt_us, m.message_id))
@@ -288,20 +289,20 @@ class Ledger:
         delivered_us: int | None,
         error: str | None,
     ) -> None:
-        sql = self._sql(
+        sql = self.sql(
             "UPDATE webhook_messages SET attempts = ?, next_attempt_us = ?, delivered_us = ?,"
             " last_error = ?, claimed_until_us = 0 WHERE message_id = ?"
         )
         args = (attempts, next_attempt_us, delivered_us, error, message_id)
-        self._write(lambda db: db.execute(sql, args))
+        self.write(lambda db: db.execute(sql, args))
 
     def messages_for(self, tenant: str, webhook_id: str, limit: int = 100) -> list[Message]:
         """A webhook's messages, newest first."""
-        sql = self._sql(
+        sql = self.sql(
             f"SELECT {_MESSAGE_COLUMNS} FROM webhook_messages WHERE tenant = ? AND webhook_id = ?"
             " ORDER BY created_us DESC, message_id LIMIT ?"
         )
-        rows = self._read(lambda db: db.execute(sql, (tenant, webhook_id, limit)).fetchall())
+        rows = self.read(lambda db: db.execute(sql, (tenant, webhook_id, limit)).fetchall())
         return [_message(r) for r in rows]
 
 

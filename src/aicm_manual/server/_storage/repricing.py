@@ -1,0 +1,186 @@
+"""Pricing over stored events: the unpriced report, and re-pricing under today's rules with
+the daily rollups moved exactly (one transaction per batch of events).
+
+    rows = unpriced_report(ledger, "tenant-a", since_us, until_us)
+    result = reprice(ledger, "tenant-a", None, since_us, until_us, True, pricer_quote)
+
+Re-pricing is idempotent: an event whose cost, currency and price source come out the same
+is left alone, so a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .ledger import Ledger
+from .protocol import US_PER_DAY
+
+
+@dataclass(frozen=True, slots=True)
+class UnpricedRow:
+    service_id: str
+    events: int
+    first_seen_us: int
+    last_seen_us: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Repriced:
+    repriced: int  # events whose cost, currency or price source changed
+    cost_before: dict[str, int]  # per currency, over the events looked at
+    cost_after: dict[str, int]
+
+
+Quote = Callable[[str | None, str, dict[str, Any], int, str], tuple[int | None, str | None, str]]
+
+
+def unpriced_report(
+    ledger: Ledger, tenant: str, since_us: int | None, until_us: int | None
+) -> list[UnpricedRow]:
+    """Unpriced events per service and reason (the reason kept as their price source)."""
+    where, args = _window(tenant, since_us, until_us)
+    sql = ledger.sql(
+        "SELECT service_id, count(*), min(timestamp_us), max(timestamp_us),"
+        " coalesce(price_source, '') FROM events WHERE "
+        + where
+        + " AND cost_nanos IS NULL GROUP BY service_id, coalesce(price_source, '')"
+        " ORDER BY 2 DESC, 1"
+    )
+    rows = ledger.read(lambda db: db.execute(sql, args).fetchall())
+    return [
+        UnpricedRow(r[0], int(r[1]), int(r[2]), int(r[3]), r[4] or "no reason recorded")
+        for r in rows
+    ]
+
+
+def reprice(
+    ledger: Ledger,
+    tenant: str,
+    service_id: str | None,
+    since_us: int | None,
+    until_us: int | None,
+    only_unpriced: bool,
+    quote: Quote,
+    batch: int = 5_000,
+) -> Repriced:
+    """Price stored events again with ``quote`` (config_id, service_id, usage, timestamp,
+    tenant) -> (cost, currency, source or unpriced reason), moving each changed event's
+    amount between rollup rows in the same transaction, a batch at a time. Running it
+    again changes nothing."""
+    where, args = _window(tenant, since_us, until_us)
+    if service_id is not None:
+        where += " AND service_id = ?"
+        args += (service_id,)
+    if only_unpriced:
+        where += " AND cost_nanos IS NULL"
+    select = ledger.sql(
+        "SELECT id, config_id, service_id, timestamp_us, client_customer_key, usage,"
+        " cost_nanos, currency, price_source FROM events WHERE "
+        + where
+        + " AND id > ? ORDER BY id LIMIT ?"
+    )
+    update = ledger.sql(
+        "UPDATE events SET cost_nanos = ?, currency = ?, price_source = ? WHERE id = ?"
+    )
+    repriced = 0
+    before: dict[str, int] = {}
+    after: dict[str, int] = {}
+    last_id = 0
+
+    def page(db: Any) -> list[Any]:
+        found: list[Any] = db.execute(select, (*args, last_id, batch)).fetchall()
+        return found
+
+    while True:
+        rows = ledger.read(page)
+        if not rows:
+            break
+        last_id = rows[-1][0]
+        changes: list[tuple[Any, ...]] = []
+        for row in rows:
+            event_id, config_id, service, at, customer, usage, cost, currency, source = row
+            if cost is not None:
+                before[currency] = before.get(currency, 0) + cost
+            usage_text = usage if isinstance(usage, str) else bytes(usage).decode()
+            new_cost, new_currency, new_source = quote(
+                config_id or None, service, json.loads(usage_text), at, tenant
+            )
+            if new_cost is not None and new_currency is not None:
+                after[new_currency] = after.get(new_currency, 0) + new_cost
+            if (new_cost, new_currency if new_cost is not None else None, new_source) != (
+                cost,
+                currency if cost is not None else None,
+                source,
+            ):
+                changes.append(
+                    (
+                        event_id,
+                        at,
+                        customer,
+                        service,
+                        cost,
+                        currency,
+                        new_cost,
+                        new_currency,
+                        new_source,
+                    )
+                )
+        if changes:
+
+            def apply(db: Any, changes: list[tuple[Any, ...]] = changes) -> None:
+                _apply_reprice(ledger, db, changes, update, tenant)
+
+            ledger.write(apply)
+            repriced += len(changes)
+    return Repriced(repriced, before, after)
+
+
+def _apply_reprice(
+    ledger: Ledger, db: Any, changes: list[tuple[Any, ...]], update: str, tenant: str
+) -> None:
+    move = ledger.sql(
+        "INSERT INTO rollups_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (tenant, day, client_customer_key, service_id, currency) DO UPDATE SET"
+        " events = rollups_daily.events + excluded.events,"
+        " cost_nanos = rollups_daily.cost_nanos + excluded.cost_nanos,"
+        " unpriced = rollups_daily.unpriced + excluded.unpriced"
+    )
+    emptied = ledger.sql(
+        "DELETE FROM rollups_daily WHERE tenant = ? AND day = ? AND client_customer_key = ?"
+        " AND service_id = ? AND currency = ? AND events = 0"
+    )
+    with ledger.atomic(db):
+        for event_id, at, customer, service, cost, currency, new_cost, new_cur, src in changes:
+            day = _floor_day(at)
+            who = customer or ""
+            old_key = (currency or "") if cost is not None else ""
+            new_key = (new_cur or "") if new_cost is not None else ""
+            db.execute(update, (new_cost, new_cur if new_cost is not None else None, src, event_id))
+            db.execute(
+                move, (tenant, day, who, service, old_key, -1, -(cost or 0), -(cost is None))
+            )
+            db.execute(emptied, (tenant, day, who, service, old_key))  # no event left there
+            db.execute(
+                move,
+                (tenant, day, who, service, new_key, 1, new_cost or 0, int(new_cost is None)),
+            )
+
+
+def _window(tenant: str, since_us: int | None, until_us: int | None) -> tuple[str, tuple[Any, ...]]:
+    where = "tenant = ?"
+    bounds: list[Any] = [tenant]
+    if since_us is not None:
+        where += " AND timestamp_us >= ?"
+        bounds.append(since_us)
+    if until_us is not None:
+        where += " AND timestamp_us < ?"
+        bounds.append(until_us)
+    return where, tuple(bounds)
+
+
+def _floor_day(timestamp_us: int) -> int:
+    return timestamp_us // US_PER_DAY
