@@ -153,21 +153,30 @@ def _apply_reprice(
         "DELETE FROM rollups_daily WHERE tenant = ? AND day = ? AND client_customer_key = ?"
         " AND service_id = ? AND currency = ? AND events = 0"
     )
+    # Net rollup deltas per row, so a batch costs one statement per rollup row it touches.
+    deltas: dict[tuple[int, str, str, str], list[int]] = {}
+    updates = []
+    for event_id, at, customer, service, cost, currency, new_cost, new_cur, src in changes:
+        day, who = _floor_day(at), customer or ""
+        old = deltas.setdefault(
+            (day, who, service, (currency or "") if cost is not None else ""), [0, 0, 0]
+        )
+        old[0] -= 1
+        old[1] -= cost or 0
+        old[2] -= cost is None
+        new_key = (new_cur or "") if new_cost is not None else ""
+        new = deltas.setdefault((day, who, service, new_key), [0, 0, 0])
+        new[0] += 1
+        new[1] += new_cost or 0
+        new[2] += new_cost is None
+        updates.append((new_cost, new_cur if new_cost is not None else None, src, event_id))
+    moves = [(tenant, *key, *delta) for key, delta in sorted(deltas.items()) if any(delta)]
     with ledger.atomic(db):
-        for event_id, at, customer, service, cost, currency, new_cost, new_cur, src in changes:
-            day = _floor_day(at)
-            who = customer or ""
-            old_key = (currency or "") if cost is not None else ""
-            new_key = (new_cur or "") if new_cost is not None else ""
-            db.execute(update, (new_cost, new_cur if new_cost is not None else None, src, event_id))
-            db.execute(
-                move, (tenant, day, who, service, old_key, -1, -(cost or 0), -(cost is None))
-            )
-            db.execute(emptied, (tenant, day, who, service, old_key))  # no event left there
-            db.execute(
-                move,
-                (tenant, day, who, service, new_key, 1, new_cost or 0, int(new_cost is None)),
-            )
+        cursor = db.cursor()
+        cursor.executemany(update, updates)
+        if moves:
+            cursor.executemany(move, moves)
+            cursor.executemany(emptied, [m[:5] for m in moves])  # rows left with no event
 
 
 def _window(tenant: str, since_us: int | None, until_us: int | None) -> tuple[str, tuple[Any, ...]]:
