@@ -10,10 +10,11 @@ is left alone, so a second run changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from .ledger import Ledger
 from .protocol import US_PER_DAY
@@ -105,9 +106,8 @@ def reprice(
             event_id, config_id, service, at, customer, usage, cost, currency, source = row
             if cost is not None:
                 before[currency] = before.get(currency, 0) + cost
-            usage_text = usage if isinstance(usage, str) else bytes(usage).decode()
             new_cost, new_currency, new_source = quote(
-                config_id or None, service, json.loads(usage_text), at, tenant
+                config_id or None, service, _decode(usage), at, tenant
             )
             if new_cost is not None and new_currency is not None:
                 after[new_currency] = after.get(new_currency, 0) + new_cost
@@ -193,3 +193,10 @@ def _window(tenant: str, since_us: int | None, until_us: int | None) -> tuple[st
 
 def _floor_day(timestamp_us: int) -> int:
     return timestamp_us // US_PER_DAY
+
+
+_decoder = msgspec.json.Decoder()
+
+
+def _decode(usage: bytes | str | memoryview) -> Any:
+    return _decoder.decode(usage if isinstance(usage, (bytes, str)) else bytes(usage))
