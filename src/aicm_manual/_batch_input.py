@@ -20,6 +20,15 @@ ALIASES = {"service_id": "service_key", "client_customer_key": "customer_key"}
 FIELDS = RECORD_KEYS | frozenset(ALIASES.values())
 
 
+def plain_usage(usage: object) -> object:
+    """A pydantic model instance as the dict of its JSON values (``model_dump``); any
+    other usage unchanged. The dict then meets the schema's compiled check like any other
+    payload. pydantic is not imported: a model is recognised by its class's attributes."""
+    if hasattr(type(usage), "__pydantic_fields__") and hasattr(usage, "model_dump"):
+        return usage.model_dump(mode="json")
+    return usage
+
+
 @dataclass(frozen=True, slots=True)
 class BatchRecord:
     usage: Any
@@ -56,7 +65,7 @@ class BatchRecord:
         ):
             return cls._parse_slowly(raw)
         return cls(
-            raw["usage"],
+            plain_usage(raw["usage"]),
             service_id,
             config_id,
             get("response_id"),
@@ -87,6 +96,7 @@ class BatchRecord:
         for name in ("service_id", "config_id"):
             if values.get(name) is not None and not isinstance(values[name], str):
                 raise InvalidRecordError(f"{name} must be a string, got {values[name]!r}"[:200])
+        values["usage"] = plain_usage(values["usage"])
         return cls(**values)
 
 
