@@ -191,16 +191,18 @@ def record_source(fields: Sequence[tuple[str, TypeNode]], allow_extra: bool = Fa
                 body.append(f"        if {v} is not None:")
                 body += gen.stmts(union(node.members[:-1]), v, 3, 2)
     if allow_extra:
-        body += [f"    if len(p) != {count}:", "        for k in p:", f"            if type(k) is not str: {fail}"]
+        body += [
+            f"    if len(p) != {count}:",
+            "        for k in p:",
+            f"            if type(k) is not str: {fail}",
+        ]
     else:
         body.append(f"    if len(p) != {count}: {fail}")
     body.append("    return _OK")
     return "\n".join([*gen.helpers, "\n".join(body), ""])
 
 
-def compile_record(
-    fields: Sequence[tuple[str, TypeNode]], allow_extra: bool = False
-) -> CodeType:
+def compile_record(fields: Sequence[tuple[str, TypeNode]], allow_extra: bool = False) -> CodeType:
     """Compile ``fields`` into a code object for :func:`bind`."""
     for name, _ in fields:
         if type(name) is not str:  # repr() of anything else could be arbitrary code

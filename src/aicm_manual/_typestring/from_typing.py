@@ -126,17 +126,17 @@ def _convert(tp: object, level: int, strings: bool = True) -> TypeNode:
 
 
 def _is_pydantic_model(cls: object) -> bool:
-    return isinstance(cls, type) and hasattr(cls, "__pydantic_fields__") and hasattr(
-        cls, "model_fields"
+    return (
+        isinstance(cls, type)
+        and hasattr(cls, "__pydantic_fields__")
+        and hasattr(cls, "model_fields")
     )
 
 
 def _is_typeddict(cls: object) -> bool:
     # typing and typing_extensions each build their own TypedDict classes: both are dict
     # subclasses carrying the key sets.
-    return (
-        isinstance(cls, type) and issubclass(cls, dict) and hasattr(cls, "__required_keys__")
-    )
+    return isinstance(cls, type) and issubclass(cls, dict) and hasattr(cls, "__required_keys__")
 
 
 def _is_schema_class(cls: object) -> bool:
@@ -165,10 +165,12 @@ def schema_of_class(cls: type) -> dict[str, TypeNode]:
         required = cls.__required_keys__  # type: ignore[attr-defined]
         found = []
         for name, annotation in cls.__annotations__.items():
-            origin = typing.get_origin(annotation)
+            # Required/NotRequired by name: typing has them from 3.11 and
+            # typing_extensions has its own.
+            marker = getattr(typing.get_origin(annotation), "_name", None)
             omittable = name not in required
-            if origin in (typing.Required, typing.NotRequired):
-                omittable = origin is typing.NotRequired
+            if marker in ("Required", "NotRequired"):
+                omittable = marker == "NotRequired"
                 (annotation,) = typing.get_args(annotation)
             found.append((name, annotation, [], omittable))
     else:
