@@ -1,6 +1,8 @@
-"""The record dicts ``track_batch()`` accepts, with the names other SDKs use.
+"""The record dicts ``track_batch()`` accepts, with the names other SDKs use; and the
+AICostManager SDK's CostManager arguments in our terms.
 
     BatchRecord.parse({"service_key": "openai::gpt-4", "usage": {...}, "customer_key": "acme"})
+    sdk_tracker_kwargs({"delivery_timeout": 5})   # {"delivery_options": {"timeout": 5}}
 
 Pure: checking the fields' values is the Tracker's job, as for ``track()``.
 """
@@ -108,3 +110,35 @@ def batch_answer(response_ids: Sequence[str], outcomes: Sequence[Outcome]) -> di
         for index, (rid, outcome) in enumerate(zip(response_ids, outcomes, strict=True))
     ]
     return {**answer(results)[1], "response_ids": list(response_ids)}
+
+
+# The AICostManager SDK's CostManager arguments -> our delivery settings (delivery_options).
+DELIVERY_ALIASES = {
+    "delivery_batch_interval": "batch_interval",
+    "delivery_max_batch_size": "batch_size",
+    "delivery_timeout": "timeout",
+}
+# Its delivery_mode picked a blocking or an asyncio HTTP client; ours sends on the engine's
+# own thread in either case, so both names are accepted and mean the same.
+DELIVERY_MODES = frozenset({"sync", "async"})
+
+
+def sdk_tracker_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the SDK's ``delivery_*`` names turned into ``delivery_options``."""
+    out = dict(kwargs)
+    mode = out.pop("delivery_mode", None)
+    if mode is not None and mode not in DELIVERY_MODES:
+        raise ValueError(f"delivery_mode must be 'sync' or 'async', got {mode!r}")
+    given = {native: out.pop(alias) for alias, native in DELIVERY_ALIASES.items() if alias in out}
+    if given:
+        options = dict(out.get("delivery_options") or {})
+        for native, value in given.items():
+            if native in options and options[native] != value:
+                raise ValueError(
+                    f"delivery_options[{native!r}]={options[native]!r} and its alias "
+                    f"delivery_{'max_batch_size' if native == 'batch_size' else native}="
+                    f"{value!r} disagree"
+                )
+            options[native] = value
+        out["delivery_options"] = options
+    return out
