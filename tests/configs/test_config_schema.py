@@ -124,3 +124,49 @@ def test_import_of_the_package_does_not_load_pydantic() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False"
+
+
+def test_extra_fields_allow_is_honoured_by_client_and_collector(tmp_path: Path) -> None:
+    """A config with extra_fields "allow": the tracker sends, the collector stores the extras
+    with the record, prices the named fields, and a wrong type is still refused."""
+    import requests
+
+    from aicm_manual import Tracker, UsageValidationError
+    from aicm_manual.server._embedded import embedded_collector
+
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    config = {
+        "config_id": "open",
+        "manual_usage_schema": {"seconds": "Optional[float]"},
+        "extra_fields": "allow",
+        "services": [
+            {
+                "service_id": "render::hd",
+                "pricing": {"currency": "USD", "unit": {"seconds": {"price": "0.5", "per": 1}}},
+            }
+        ],
+    }
+    (schemas / "open.json").write_text(json.dumps(config))
+    key = "aicm_open_key_1"
+    with embedded_collector(f"sqlite:///{tmp_path}/e.db", schemas, [f"t:{key}"]) as collector:
+        with Tracker(
+            "open",
+            "render::hd",
+            aicm_api_key=key,
+            aicm_api_base=collector.url,
+            schemas_dir=schemas,
+            delivery_type="immediate",
+            environ={"AICM_INI_PATH": str(tmp_path / "AICM.INI")},
+        ) as tracker:
+            tracker.track({"seconds": 4.0, "job": {"frames": [1, 2]}}, response_id="r1")
+            with pytest.raises(UsageValidationError, match="expected float, got str"):
+                tracker.track({"seconds": "4"})
+        answer = requests.get(
+            f"{collector.url}/api/v1/events/r1",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+    [event] = answer.json()["events"]
+    assert event["usage"] == {"seconds": 4.0, "job": {"frames": [1, 2]}}
+    assert event["cost"] == "2.000000000"

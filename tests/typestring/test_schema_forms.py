@@ -143,3 +143,31 @@ def test_json_schema_states_our_rules() -> None:
     allow = TypeValidator(SCHEMA, extra_fields="allow").json_schema()
     assert allow["additionalProperties"] is True
     json.dumps(schema)  # plain JSON
+
+
+def test_track_batch_takes_a_model_instance_as_usage() -> None:
+    """A pydantic model instance in a track_batch() record is sent as its JSON dump."""
+    from aicm_manual import Tracker, UsageConfig
+    from aicm_manual.testing import CapturingDelivery
+
+    class Source:
+        config = UsageConfig.from_dict(
+            {
+                "config_id": "cfg",
+                "manual_usage_schema": {
+                    "tokens": "int",
+                    "tags": "List[str]",
+                    "latency": "Optional[float]",
+                },
+                "services": [{"service_id": "svc"}],
+            },
+            source="memory",
+        )
+
+        def get(self, config_id: str) -> UsageConfig:
+            return self.config
+
+    delivery = CapturingDelivery()
+    with Tracker("cfg", "svc", config_source=Source(), delivery=delivery) as tracker:
+        tracker.track_batch([{"usage": Usage(tokens=3, tags=["a"], latency=0.5)}])
+    assert [r.usage for r in delivery.records] == [{"tokens": 3, "tags": ["a"], "latency": 0.5}]
