@@ -227,9 +227,11 @@ def record_check(code: CodeType) -> RecordCheck:
     return bind(code, _false, True)
 
 
-def compile_record_check(fields: Sequence[tuple[str, TypeNode]]) -> RecordCheck:
+def compile_record_check(
+    fields: Sequence[tuple[str, TypeNode]], allow_extra: bool = False
+) -> RecordCheck:
     """A function that returns True exactly for valid records."""
-    return record_check(compile_record(fields))
+    return record_check(compile_record(fields, allow_extra))
 
 
 def compile_node_check(node: TypeNode) -> RecordCheck:
