@@ -35,6 +35,9 @@ def test_shipped_json_schema_is_the_generated_one() -> None:
 def test_json_schema_is_a_valid_draft_2020_12_schema() -> None:
     """The generated schema is itself valid against the 2020-12 meta-schema."""
     assert jsonschema_rs.meta.is_valid(config_json_schema())
+    assert (
+        UsageConfig.json_schema() == config_json_schema() == json.loads(SHIPPED_SCHEMA.read_text())
+    )
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

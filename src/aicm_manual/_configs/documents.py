@@ -172,17 +172,15 @@ def config_json_schema_text() -> str:
 def _problems(exc: ValidationError, data: object) -> list[str]:
     if not isinstance(data, dict):
         return [f"a config must be a JSON object, got {type(data).__name__}"]
-    unknown: dict[str, list[str]] = {}
+    unknown: dict[tuple[str | int, ...], list[str]] = {}
     out: list[str] = []
     seen: set[str] = set()
     for error in exc.errors(include_url=False):
-        path, expected, known = _locate(error["loc"])
         kind = error["type"]
         if kind == "extra_forbidden":
-            unknown.setdefault(path.rpartition(".")[0] if "." in path else "", []).append(
-                str(error["loc"][-1])
-            )
+            unknown.setdefault(error["loc"][:-1], []).append(str(error["loc"][-1]))
             continue
+        path, expected, _ = _locate(error["loc"])
         if path in seen:
             continue  # one problem per place: a union reports each member's failure
         seen.add(path)
@@ -194,8 +192,8 @@ def _problems(exc: ValidationError, data: object) -> list[str]:
             out.append(f"{path} {_short(error.get('input'))} must be {expected}")
         else:
             out.append(f"{path} {_short(error.get('input'))}: {error['msg']}")
-    for parent, names in unknown.items():
-        _, _, known = _locate(_loc_of(parent))
+    for parent_loc, names in reversed(unknown.items()):
+        parent, _, known = _locate(parent_loc)
         label = f"{parent}: unknown keys" if parent else "unknown keys"
         out.insert(0, f"{label} {sorted(names)} (known: {known})")
     return out
@@ -204,22 +202,6 @@ def _problems(exc: ValidationError, data: object) -> list[str]:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _loc_of(path: str) -> tuple[str | int, ...]:
-    """The pydantic location of a path built by _locate (only used for unknown keys, whose
-    parents are plain fields and list items)."""
-    out: list[str | int] = []
-    for part in path.replace("[", ".[").split("."):
-        if not part:
-            continue
-        if part.startswith("[") and part[1:-1].isdigit():
-            out.append(int(part[1:-1]))
-        elif part.startswith("['"):
-            out.append(part[2:-2])
-        else:
-            out.append(part)
-    return tuple(out)
 
 
 def _locate(loc: tuple[str | int, ...]) -> tuple[str, str | None, list[str]]:

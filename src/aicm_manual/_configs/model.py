@@ -141,6 +141,14 @@ class UsageConfig:
                 out[key] = getattr(self, key)
         return out
 
+    @staticmethod
+    def json_schema() -> dict[str, Any]:
+        """The JSON Schema (draft 2020-12) of a config file, as shipped in
+        ``schemas/jsonschema/config.schema.json``."""
+        from .documents import config_json_schema
+
+        return config_json_schema()
+
     @classmethod
     def from_dict(cls, data: object, *, source: str) -> UsageConfig:
         """Check and build a config; ``source`` (a file path or URL) goes into every error."""
