@@ -106,9 +106,9 @@ def test_sdk_delivery_arguments_become_delivery_options() -> None:
             "timeout": 3.0,
         }
     }
-    with pytest.raises(ValueError, match="delivery_mode must be 'sync' or 'async'"):
+    with pytest.raises(ConfigError, match="delivery_mode must be 'sync' or 'async'"):
         sdk_tracker_kwargs({"delivery_mode": "eventlet"})
-    with pytest.raises(ValueError, match="disagree"):
+    with pytest.raises(ConfigError, match="disagree"):
         sdk_tracker_kwargs({"delivery_timeout": 1, "delivery_options": {"timeout": 2}})
 
 

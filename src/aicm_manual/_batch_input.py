@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ._protocol import RECORD_KEYS, Outcome, answer, result_of
-from .errors import InvalidRecordError
+from .errors import ConfigError, InvalidRecordError
 
 # Our name -> the alias users bring from the AICostManager SDK.
 ALIASES = {"service_id": "service_key", "client_customer_key": "customer_key"}
@@ -128,13 +128,13 @@ def sdk_tracker_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     out = dict(kwargs)
     mode = out.pop("delivery_mode", None)
     if mode is not None and mode not in DELIVERY_MODES:
-        raise ValueError(f"delivery_mode must be 'sync' or 'async', got {mode!r}")
+        raise ConfigError(f"delivery_mode must be 'sync' or 'async', got {mode!r}")
     given = {native: out.pop(alias) for alias, native in DELIVERY_ALIASES.items() if alias in out}
     if given:
         options = dict(out.get("delivery_options") or {})
         for native, value in given.items():
             if native in options and options[native] != value:
-                raise ValueError(
+                raise ConfigError(
                     f"delivery_options[{native!r}]={options[native]!r} and its alias "
                     f"delivery_{'max_batch_size' if native == 'batch_size' else native}="
                     f"{value!r} disagree"
