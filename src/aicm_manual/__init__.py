@@ -17,7 +17,7 @@ from ._call_mapping import UniversalExtractor
 from ._configs.handling import HandlingConfig
 from ._configs.model import UsageConfig
 from ._configs.sources import DirectoryConfigSource, HttpConfigSource
-from ._cost_manager import AsyncCostManager, CostManager
+from ._cost_manager import AsyncCostManager, AsyncCostManagerClient, CostManager
 from ._delivery.engine import DeliveryEngine
 from ._delivery.process import (
     get_global_delivery,
@@ -40,6 +40,7 @@ from .errors import (
     DeliveryError,
     InvalidRecordError,
     LlmUsageError,
+    QueueFull,
     QueueFullError,
     SchemaError,
     SpoolError,
@@ -56,6 +57,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AicmError",
     "AsyncCostManager",
+    "AsyncCostManagerClient",
     "AsyncLlmStream",
     "BatchValidationError",
     "ConfigError",
@@ -74,6 +76,7 @@ __all__ = [
     "LlmUsage",
     "LlmUsageError",
     "OnFull",
+    "QueueFull",
     "QueueFullError",
     "SchemaError",
     "Secret",

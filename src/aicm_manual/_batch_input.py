@@ -1,6 +1,8 @@
-"""The record dicts ``track_batch()`` accepts, with the names other SDKs use.
+"""The record dicts ``track_batch()`` accepts, with the names other SDKs use; and the
+AICostManager SDK's CostManager arguments in our terms.
 
     BatchRecord.parse({"service_key": "openai::gpt-4", "usage": {...}, "customer_key": "acme"})
+    sdk_tracker_kwargs({"delivery_timeout": 5})   # {"delivery_options": {"timeout": 5}}
 
 Pure: checking the fields' values is the Tracker's job, as for ``track()``.
 """
@@ -13,11 +15,20 @@ from datetime import datetime
 from typing import Any
 
 from ._protocol import RECORD_KEYS, Outcome, answer, result_of
-from .errors import InvalidRecordError
+from .errors import ConfigError, InvalidRecordError
 
 # Our name -> the alias users bring from the AICostManager SDK.
 ALIASES = {"service_id": "service_key", "client_customer_key": "customer_key"}
 FIELDS = RECORD_KEYS | frozenset(ALIASES.values())
+
+
+def plain_usage(usage: object) -> object:
+    """A pydantic model instance as the dict of its JSON values (``model_dump``); any
+    other usage unchanged. The dict then meets the schema's compiled check like any other
+    payload. pydantic is not imported: a model is recognised by its class's attributes."""
+    if hasattr(type(usage), "__pydantic_fields__") and hasattr(usage, "model_dump"):
+        return usage.model_dump(mode="json")
+    return usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +67,7 @@ class BatchRecord:
         ):
             return cls._parse_slowly(raw)
         return cls(
-            raw["usage"],
+            plain_usage(raw["usage"]),
             service_id,
             config_id,
             get("response_id"),
@@ -87,6 +98,7 @@ class BatchRecord:
         for name in ("service_id", "config_id"):
             if values.get(name) is not None and not isinstance(values[name], str):
                 raise InvalidRecordError(f"{name} must be a string, got {values[name]!r}"[:200])
+        values["usage"] = plain_usage(values["usage"])
         return cls(**values)
 
 
@@ -98,3 +110,35 @@ def batch_answer(response_ids: Sequence[str], outcomes: Sequence[Outcome]) -> di
         for index, (rid, outcome) in enumerate(zip(response_ids, outcomes, strict=True))
     ]
     return {**answer(results)[1], "response_ids": list(response_ids)}
+
+
+# The AICostManager SDK's CostManager arguments -> our delivery settings (delivery_options).
+DELIVERY_ALIASES = {
+    "delivery_batch_interval": "batch_interval",
+    "delivery_max_batch_size": "batch_size",
+    "delivery_timeout": "timeout",
+}
+# Its delivery_mode picked a blocking or an asyncio HTTP client; ours sends on the engine's
+# own thread in either case, so both names are accepted and mean the same.
+DELIVERY_MODES = frozenset({"sync", "async"})
+
+
+def sdk_tracker_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the SDK's ``delivery_*`` names turned into ``delivery_options``."""
+    out = dict(kwargs)
+    mode = out.pop("delivery_mode", None)
+    if mode is not None and mode not in DELIVERY_MODES:
+        raise ConfigError(f"delivery_mode must be 'sync' or 'async', got {mode!r}")
+    given = {native: out.pop(alias) for alias, native in DELIVERY_ALIASES.items() if alias in out}
+    if given:
+        options = dict(out.get("delivery_options") or {})
+        for native, value in given.items():
+            if native in options and options[native] != value:
+                raise ConfigError(
+                    f"delivery_options[{native!r}]={options[native]!r} and its alias "
+                    f"delivery_{'max_batch_size' if native == 'batch_size' else native}="
+                    f"{value!r} disagree"
+                )
+            options[native] = value
+        out["delivery_options"] = options
+    return out

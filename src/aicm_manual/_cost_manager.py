@@ -24,12 +24,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from ._batch_input import sdk_tracker_kwargs
 from ._call_mapping import UniversalExtractor, pick
 from ._configs.handling import MethodSpec, parse_handling_config
 from ._llm.streams import AsyncLlmStream, LlmStream, Recorder
 from ._llm.tracking import LlmTarget, llm_recorder, track_llm_usage, track_llm_usage_async
 from ._tracker import DEFAULT_CLOSE_TIMEOUT, Tracker
-from .errors import ConfigError, UsageValidationError
+from .errors import ConfigError, QueueFull, QueueFullError, UsageValidationError
 
 log = logging.getLogger("aicm_manual.cost_manager")
 
@@ -109,7 +110,9 @@ class _Manager:
             )
         self._client = client
         self._owns_tracker = tracker is None
-        self.tracker: Tracker = tracker if tracker is not None else Tracker(**tracker_kwargs)
+        self.tracker: Tracker = (
+            tracker if tracker is not None else Tracker(**sdk_tracker_kwargs(tracker_kwargs))
+        )
         self.config_id = config_id if config_id is not None else default_config_id(client)
         try:
             config = self.tracker.config_source.get(self.config_id)
@@ -175,7 +178,11 @@ class _Manager:
 
     def _failed(self, method: str, error: BaseException) -> None:
         self._count_error(method, error)
-        if self.strict:
+        if isinstance(error, QueueFullError) and not isinstance(error, QueueFull):
+            # A full queue under delivery_on_full="raise" (or a "block" that timed out)
+            # reaches the caller, as queue.Full too: the caller chose to hear about it.
+            raise QueueFull(str(error)) from error
+        if self.strict or isinstance(error, QueueFull):
             raise error
 
     # -- building records ----------------------------------------------------------------
@@ -265,6 +272,10 @@ class CostManager(_Manager):
     ``CostManager(client, *, tracker=None, config_id=None, strict=False,
     keep_payloads=100, **tracker_kwargs)``: without ``tracker`` one is built from
     ``tracker_kwargs`` (``Tracker(**tracker_kwargs)``) and closed with the manager.
+    The AICostManager SDK's ``delivery_batch_interval``, ``delivery_max_batch_size`` and
+    ``delivery_timeout`` are aliases of ``delivery_options`` keys, ``delivery_mode``
+    (``"sync"``/``"async"``) is accepted, and with ``delivery_on_full="raise"`` a full queue
+    raises :class:`~aicm_manual.errors.QueueFull` (also ``queue.Full``) from the call.
     Use the manager like the client (``manager.chat.completions.create(...)``), or
     ``manager.client``; ``manager.unwrapped`` is the client itself.
     """
@@ -402,3 +413,7 @@ class AsyncCostManager(_Manager):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+# The AICostManager SDK's name for the async wrapper's companion; here it is the wrapper.
+AsyncCostManagerClient = AsyncCostManager

@@ -13,6 +13,7 @@
     │   └── ConfigFetchError                 ... while asking for a config
     ├── DeliveryError (RuntimeError)         an immediate-mode record was not delivered
     ├── QueueFullError (RuntimeError)        no room in the queue (raise, or block timed out)
+    │   └── QueueFull (queue.Full)           ... as a CostManager raises it, for SDK callers
     ├── SpoolError (OSError)                 the client's spool file cannot be opened or used
     ├── StorageError (OSError)               the collector's database cannot be opened
     ├── TrackerClosedError (RuntimeError)    track() after close()
@@ -24,6 +25,7 @@ Each error also derives from the builtin a caller would naturally catch, so
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Mapping, Sequence
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "DeliveryError",
     "InvalidRecordError",
     "LlmUsageError",
+    "QueueFull",
     "QueueFullError",
     "SchemaError",
     "SpoolError",
@@ -274,6 +277,11 @@ def _rebuild_delivery_error(
 
 class QueueFullError(AicmError, RuntimeError):
     """The delivery queue had no room (``delivery_on_full="raise"``, or ``"block"`` timed out)."""
+
+
+class QueueFull(QueueFullError, queue.Full):
+    """A full delivery queue as the AICostManager SDK reports it: also ``queue.Full``, so
+    ``except queue.Full`` written for ``delivery_on_full="raise"`` keeps working."""
 
 
 class SpoolError(AicmError, OSError):

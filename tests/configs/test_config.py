@@ -55,13 +55,22 @@ def test_schema_is_reported_in_canonical_form() -> None:
     [
         ({"config_id": "../x"}, "config_id '../x' must be"),
         ({"config_id": 5}, "config_id 5 must be"),
-        ({"manual_usage_schema": ["int"]}, "must map field names to type strings"),
-        ({"manual_usage_schema": {"a": 5}}, "must map field names to type strings"),
-        ({"services": []}, "services must be a non-empty list"),
+        (
+            {"manual_usage_schema": ["int"]},
+            r"manual_usage_schema \['int'\] must be an object mapping field names to type strings",
+        ),
+        (
+            {"manual_usage_schema": {"a": 5}},
+            r"manual_usage_schema\['a'\] 5 must be a type string",
+        ),
+        ({"services": []}, r"services \[\] must be a non-empty list"),
         ({"services": [{"service_id": "a"}, {"service_id": "a"}]}, "duplicate service_id"),
-        ({"services": [{"service_id": "a", "price": 1}]}, r"unknown keys \['price'\]"),
-        ({"handling_config": [1]}, "handling_config must be an object"),
-        ({"colour": "red"}, r"unknown config keys \['colour'\]"),
+        (
+            {"services": [{"service_id": "a", "price": 1}]},
+            r"services\[0\]: unknown keys \['price'\] \(known: \['description', 'pricing'",
+        ),
+        ({"handling_config": [1]}, r"handling_config \[1\] must be an object"),
+        ({"colour": "red"}, r"unknown keys \['colour'\] \(known: \['\$schema', 'config_id'"),
         (
             {"services": [{"service_id": "a", "pricing": {"unit": {"nope": {"price": "1"}}}}]},
             "price for 'nope', which is not in manual_usage_schema",
@@ -72,15 +81,15 @@ def test_schema_is_reported_in_canonical_form() -> None:
         ),
         (
             {"services": [{"service_id": "a", "pricing": {"unit": {"tokens": {"price": 0.1}}}}]},
-            "must be a decimal string",
+            r"unit\['tokens'\]\.price 0\.1 must be a finite, non-negative decimal string",
         ),
         (
             {"services": [{"service_id": "a", "pricing": {"unit": {"tokens": {"price": "x"}}}}]},
-            "is not a decimal number",
+            r"price 'x' must be a finite, non-negative decimal string like '0\.15'",
         ),
         (
             {"services": [{"service_id": "a", "pricing": {"unit": {"tokens": {"price": "-1"}}}}]},
-            "finite, non-negative",
+            r"price '-1' must be a finite, non-negative decimal string",
         ),
         (
             {
@@ -88,7 +97,7 @@ def test_schema_is_reported_in_canonical_form() -> None:
                     {"service_id": "a", "pricing": {"unit": {"tokens": {"price": "1", "per": 0}}}}
                 ]
             },
-            "must be a positive integer",
+            r"unit\['tokens'\]\.per 0 must be a positive integer",
         ),
         (
             {
@@ -99,7 +108,7 @@ def test_schema_is_reported_in_canonical_form() -> None:
                     }
                 ]
             },
-            "3-letter ISO 4217 code",
+            r"pricing\.currency 'usd' must be a 3-letter ISO 4217 code",
         ),
     ],
 )

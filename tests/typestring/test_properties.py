@@ -372,6 +372,32 @@ def test_compiled_record_check_follows_the_record_rules(
         )
 
 
+@SLOWER
+@given(record_cases(), st.booleans())
+def test_compiled_record_check_with_extra_fields_allowed_follows_the_rules(
+    case: tuple[list[tuple[str, TypeNode]], dict[object, object]], int_key: bool
+) -> None:
+    """With extra_fields="allow", keys outside the schema pass when they are strings; the
+    named fields follow the same rules, and the compiled check agrees with find_errors."""
+    fields, payload = case
+    payload = dict(payload)
+    if int_key:
+        payload[1] = "not a field name"
+    names = {n for n, _ in fields}
+    expected = all(isinstance(k, str) for k in payload) and all(
+        accepts(node, payload[name]) if name in payload else accepts(node, None)
+        for name, node in fields
+    )
+    assert compile_record_check(fields, allow_extra=True)(payload) is expected
+    validator = TypeValidator(dict(fields), extra_fields="allow")
+    assert validator.is_valid(payload) is expected
+    found = validator.find_errors(payload)
+    assert (found is None) is expected
+    if found is not None:
+        assert found.extra_fields == (["1"] if int_key else [])
+        assert all(k in names or k == "1" for k in found.errors)
+
+
 @FAST
 @given(st.floats() | st.integers() | st.booleans() | st.decimals(allow_nan=True))
 def test_float_fields_accept_exactly_finite_floats_and_non_bool_ints(value: object) -> None:

@@ -18,6 +18,13 @@ collected and reported at once, each naming its place. The format::
     }
 
 Every key but ``tracked_methods`` is a default that a method entry may override.
+
+Two spellings from the AICostManager SDK's handling configs are accepted as aliases: a
+``payload_mapping`` entry ``"config": "config_identifier"`` (the record's config is the
+CostManager's own, so it may only restate it and is dropped), and a
+``static_payload_fields`` key that is not a record field (``{"static": 1}``), which is
+metadata and goes to ``context.<key>``; one that looks like a misspelt record field is an
+error instead.
 ``payload_mapping`` maps record fields (``usage``, ``usage.<name>``, ``service_id``,
 ``response_id``, ``timestamp``, ``client_customer_key``, ``context``, ``context.<name>``)
 to dotted paths into what the call produced: ``request_data``, ``response_data``,
@@ -26,6 +33,7 @@ to dotted paths into what the call produced: ``request_data``, ``response_data``
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +60,8 @@ _METHOD_KEYS = frozenset({"method", *_DEFAULT_KEYS})
 RECORD_FIELDS = RECORD_KEYS - {"config_id"}
 _NESTED = ("usage", "context")  # targets that may name one of their keys: usage.input_tokens
 SOURCES = frozenset({"request_data", "response_data", "method", "timestamp", "config_identifier"})
+# payload_mapping targets that name the record's config (the SDK writes "config").
+_CONFIG_ALIASES = frozenset({"config", "config_id"})
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,8 @@ def _method(
     if not isinstance(static, Mapping):
         problems.append(f"{here}: static_payload_fields must be an object")
         static = {}
+    aliased = {k: _static_target(k, f"{here}: static_payload_fields", problems) for k in static}
+    static = {aliased[k]: v for k, v in static.items() if aliased[k] is not None}
     for target in static:
         _target(target, f"{here}: static_payload_fields", problems)
     targets = {t.partition(".")[0] for t in (*mapping, *static)}
@@ -218,6 +230,13 @@ def _mapping(raw: object, here: str, problems: list[str]) -> dict[str, str]:
         return {}
     out = {}
     for target, path in raw.items():
+        if target in _CONFIG_ALIASES:
+            if path != "config_identifier":
+                problems.append(
+                    f"{here}[{target!r}]: the record's config is the CostManager's own; map it "
+                    f"from 'config_identifier' or leave it out (got {path!r})"
+                )
+            continue
         if not _target(target, here, problems):
             continue
         source = path.partition(".")[0] if isinstance(path, str) else None
@@ -241,3 +260,18 @@ def _target(target: object, here: str, problems: list[str]) -> bool:
         f"({', '.join(sorted(RECORD_FIELDS))}, usage.<name>, context.<name>)"
     )
     return False
+
+
+def _static_target(target: object, here: str, problems: list[str]) -> object | None:
+    """A static field's target: a record field as written, else ``context.<key>``; None
+    (with a problem) for a near miss of a record field."""
+    if not isinstance(target, str) or "." in target or target in RECORD_FIELDS:
+        return target  # checked with the other targets
+    close = difflib.get_close_matches(target, sorted(RECORD_FIELDS), n=1, cutoff=0.8)
+    if close:
+        problems.append(
+            f"{here}: {target!r} is not a record field (did you mean {close[0]!r}? other "
+            f"keys go to context.{target})"
+        )
+        return None
+    return f"context.{target}"

@@ -1,12 +1,15 @@
 """Usage configs: what a ``schemas/*.json`` file or ``GET /api/v1/configs/{id}`` holds.
 
 Pure: builds and checks a :class:`UsageConfig` from already-decoded JSON; reading files
-and HTTP live in ``_config_sources``. A config looks like::
+and HTTP live in ``sources``. The document's shape is checked by the pydantic models of
+``documents`` (also the source of ``schemas/config.schema.json``); what needs the parsed
+type strings is checked here. A config looks like::
 
     {
       "config_id": "openai-chat",
       "description": "Chat completions billed per token",
       "manual_usage_schema": {"input_tokens": "int", "model": "str"},
+      "extra_fields": "forbid",           (or "allow": unknown usage fields pass unchecked)
       "services": [
         {"service_id": "openai::gpt-4o-mini",
          "pricing": {"currency": "USD",
@@ -24,29 +27,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from .._typestring.nodes import FLOAT, INT, TypeNode, UnionOf
-from .._typestring.validator import TypeValidator
+from .._typestring.validator import ExtraFields, TypeValidator
 from ..errors import ConfigError, ConfigNotFoundError, SchemaError, TypeStringError
 from .handling import is_handling_config, parse_handling_config
 
+if TYPE_CHECKING:
+    from .documents import PricingDocument, ServiceDocument
+
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
-# "vendor::*" stands for every service of a vendor, e.g. any OpenAI model in the llm config.
-_SERVICE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@/-]{0,120}::\*")
-_CURRENCY = re.compile(r"[A-Z]{3}")
-_KNOWN_KEYS = frozenset(
-    {
-        "config_id",
-        "description",
-        "manual_usage_schema",
-        "services",
-        "handling_config",
-        "version",
-        "updated_at",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -105,6 +97,11 @@ class UsageConfig:
     source: str = field(default="<memory>", compare=False)
 
     @property
+    def extra_fields(self) -> ExtraFields:
+        """``"forbid"`` or ``"allow"``: whether usage fields outside the schema pass."""
+        return self.validator.extra_fields
+
+    @property
     def manual_usage_schema(self) -> dict[str, str]:
         """Field -> canonical type string."""
         return self.validator.schema
@@ -137,91 +134,63 @@ class UsageConfig:
             "manual_usage_schema": self.manual_usage_schema,
             "services": [_service_dict(s) for s in self.services],
         }
+        if self.extra_fields != "forbid":
+            out["extra_fields"] = self.extra_fields
         for key in ("description", "handling_config", "version", "updated_at"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
 
+    @staticmethod
+    def json_schema() -> dict[str, Any]:
+        """The JSON Schema (draft 2020-12) of a config file, as shipped in
+        ``schemas/jsonschema/config.schema.json``."""
+        from .documents import config_json_schema
+
+        return config_json_schema()
+
     @classmethod
     def from_dict(cls, data: object, *, source: str) -> UsageConfig:
         """Check and build a config; ``source`` (a file path or URL) goes into every error."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{source}: a config must be a JSON object")
-        unknown = sorted(set(data) - _KNOWN_KEYS)
-        if unknown:
-            raise ConfigError(f"{source}: unknown config keys {unknown}")
-        config_id = data.get("config_id")
-        if not isinstance(config_id, str) or not ID_PATTERN.fullmatch(config_id):
-            raise ConfigError(
-                f"{source}: config_id {config_id!r} must be 1-128 letters, digits or ._:@- "
-                "starting with a letter or digit"
-            )
-        where = f"{source} (config {config_id!r})"
-        schema = data.get("manual_usage_schema")
-        if not isinstance(schema, Mapping) or not all(isinstance(v, str) for v in schema.values()):
-            raise ConfigError(f"{where}: manual_usage_schema must map field names to type strings")
+        # pydantic is loaded with the first config, not with the package.
+        from .documents import parse_document
+
+        doc = parse_document(data, source=source)
+        where = f"{source} (config {doc.config_id!r})"
         try:
-            validator = TypeValidator(schema)
+            validator = TypeValidator(doc.manual_usage_schema, extra_fields=doc.extra_fields)
         except TypeStringError as exc:
             raise exc.located(source=where) from None
         except SchemaError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        services = data.get("services")
-        if not isinstance(services, list) or not services:
-            raise ConfigError(f"{where}: services must be a non-empty list")
-        parsed = tuple(_service(s, i, where, validator) for i, s in enumerate(services))
+        parsed = tuple(
+            _service(s, f"{where}: services[{i}]", validator) for i, s in enumerate(doc.services)
+        )
         ids = [s.service_id for s in parsed]
         if len(set(ids)) != len(ids):
-            raise ConfigError(f"{where}: duplicate service_id in services")
-        handling = data.get("handling_config")
-        if handling is not None and not isinstance(handling, Mapping):
-            raise ConfigError(f"{where}: handling_config must be an object")
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise ConfigError(f"{where}: duplicate service_id in services: {twice}")
+        handling = doc.handling_config
         if is_handling_config(handling):
             parse_handling_config(handling, where)  # a CostManager's: fail at load, not use
         return cls(
-            config_id=config_id,
+            config_id=doc.config_id,
             validator=validator,
             services=parsed,
-            description=_optional_str(data, "description", where),
+            description=doc.description,
             handling_config=dict(handling) if handling is not None else None,
-            version=_optional_str(data, "version", where, coerce=True),
-            updated_at=_optional_str(data, "updated_at", where),
+            version=None if doc.version is None else str(doc.version),
+            updated_at=doc.updated_at,
             source=source,
         )
 
 
-def _optional_str(
-    data: Mapping[str, Any], key: str, where: str, coerce: bool = False
-) -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if coerce and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: {key} must be a string")
-    return value
-
-
-def _service(raw: object, index: int, where: str, validator: TypeValidator) -> ServiceConfig:
-    here = f"{where}: services[{index}]"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{here} must be an object")
-    unknown = sorted(set(raw) - {"service_id", "pricing", "description"})
-    if unknown:
-        raise ConfigError(f"{here}: unknown keys {unknown}")
-    service_id = raw.get("service_id")
-    if not isinstance(service_id, str) or not (
-        ID_PATTERN.fullmatch(service_id) or _SERVICE_PATTERN.fullmatch(service_id)
-    ):
-        raise ConfigError(
-            f"{here}: service_id {service_id!r} is not a valid id or 'vendor::*' pattern"
-        )
-    pricing = raw.get("pricing")
+def _service(doc: ServiceDocument, here: str, validator: TypeValidator) -> ServiceConfig:
+    pricing = doc.pricing
     service = ServiceConfig(
-        service_id=service_id,
+        service_id=doc.service_id,
         pricing=None if pricing is None else _pricing(pricing, f"{here}.pricing", validator),
-        description=_optional_str(raw, "description", here),
+        description=doc.description,
     )
     ref = None if service.pricing is None else service.pricing.genai_prices
     if ref is not None and ref.model is None and not service.is_pattern:
@@ -229,58 +198,22 @@ def _service(raw: object, index: int, where: str, validator: TypeValidator) -> S
     return service
 
 
-def _pricing(raw: object, here: str, validator: TypeValidator) -> Pricing:
-    if not isinstance(raw, Mapping) or set(raw) - {"currency", "unit", "genai_prices"}:
-        raise ConfigError(
-            f"{here} must be an object with 'unit' prices (and 'currency') or 'genai_prices'"
-        )
-    if ("unit" in raw) == ("genai_prices" in raw):
-        raise ConfigError(f"{here} needs exactly one of 'unit' and 'genai_prices'")
-    currency = raw.get("currency", "USD")
-    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
-        raise ConfigError(f"{here}: currency {currency!r} must be a 3-letter ISO 4217 code")
-    if "genai_prices" in raw:
-        ref = raw["genai_prices"]
-        if (
-            not isinstance(ref, Mapping)
-            or "provider" not in ref
-            or set(ref) - {"provider", "model"}
-            or not all(isinstance(v, str) and v for v in ref.values())
-        ):
-            raise ConfigError(f"{here}.genai_prices must be {{'provider': '...', 'model': '...'}}")
-        return Pricing(currency, {}, GenaiPricesRef(ref["provider"], ref.get("model")))
-    unit = raw["unit"]
-    if not isinstance(unit, Mapping) or not unit:
-        raise ConfigError(f"{here}: unit must map usage fields to prices")
+def _pricing(doc: PricingDocument, here: str, validator: TypeValidator) -> Pricing:
+    if doc.genai_prices is not None:
+        ref = doc.genai_prices
+        return Pricing(doc.currency, {}, GenaiPricesRef(ref.provider, ref.model))
     types = validator.types
     out: dict[str, Rate] = {}
-    for name, rate in unit.items():
+    for name, rate in (doc.unit or {}).items():
         if name not in types:
             raise ConfigError(f"{here}: price for {name!r}, which is not in manual_usage_schema")
         if not _numeric(types[name]):
             raise ConfigError(
                 f"{here}: price for {name!r}, whose type {types[name]} is not numeric"
             )
-        out[name] = _rate(rate, f"{here}.unit[{name!r}]")
-    return Pricing(currency=currency, unit=out)
-
-
-def _rate(raw: object, here: str) -> Rate:
-    if not isinstance(raw, Mapping) or "price" not in raw or set(raw) - {"price", "per"}:
-        raise ConfigError(f"{here} must be {{'price': '<decimal string>', 'per': <int>}}")
-    price_text, per = raw["price"], raw.get("per", 1)
-    # Prices are decimal strings: a JSON float such as 0.1 is already inexact.
-    if not isinstance(price_text, str):
-        raise ConfigError(f"{here}: price {price_text!r} must be a decimal string like '0.15'")
-    try:
-        price = Decimal(price_text)
-    except InvalidOperation:
-        raise ConfigError(f"{here}: price {price_text!r} is not a decimal number") from None
-    if not price.is_finite() or price < 0:
-        raise ConfigError(f"{here}: price {price_text!r} must be a finite, non-negative number")
-    if not isinstance(per, int) or isinstance(per, bool) or per < 1:
-        raise ConfigError(f"{here}: per {per!r} must be a positive integer")
-    return Rate(price=price, per=per)
+        # The document's pattern admits only finite, non-negative decimal spellings.
+        out[name] = Rate(price=Decimal(rate.price), per=rate.per)
+    return Pricing(currency=doc.currency, unit=out)
 
 
 def _numeric(node: TypeNode) -> bool:

@@ -151,8 +151,11 @@ def _scalar_expr(name: str, v: str) -> str:
     return "True"  # Any
 
 
-def record_source(fields: Sequence[tuple[str, TypeNode]]) -> str:
+def record_source(fields: Sequence[tuple[str, TypeNode]], allow_extra: bool = False) -> str:
     """The Python source of the record check for ``fields`` (name, type) in order.
+
+    With ``allow_extra`` keys beyond ``fields`` are accepted (their values unchecked, as
+    ``Any``) as long as every key is a string.
 
     It defines ``check(p)``, which returns the global ``_OK`` for a valid record and
     ``_fail(p)`` otherwise; :func:`bind` supplies both, so one compiled code object serves
@@ -187,16 +190,24 @@ def record_source(fields: Sequence[tuple[str, TypeNode]]) -> str:
             elif isinstance(node, UnionOf):
                 body.append(f"        if {v} is not None:")
                 body += gen.stmts(union(node.members[:-1]), v, 3, 2)
-    body += [f"    if len(p) != {count}: {fail}", "    return _OK"]
+    if allow_extra:
+        body += [
+            f"    if len(p) != {count}:",
+            "        for k in p:",
+            f"            if type(k) is not str: {fail}",
+        ]
+    else:
+        body.append(f"    if len(p) != {count}: {fail}")
+    body.append("    return _OK")
     return "\n".join([*gen.helpers, "\n".join(body), ""])
 
 
-def compile_record(fields: Sequence[tuple[str, TypeNode]]) -> CodeType:
+def compile_record(fields: Sequence[tuple[str, TypeNode]], allow_extra: bool = False) -> CodeType:
     """Compile ``fields`` into a code object for :func:`bind`."""
     for name, _ in fields:
         if type(name) is not str:  # repr() of anything else could be arbitrary code
             raise TypeError(f"field names must be str, got {type(name).__name__}")
-    return compile(record_source(fields), "<aicm_manual record check>", "exec")
+    return compile(record_source(fields, allow_extra), "<aicm_manual record check>", "exec")
 
 
 def bind(code: CodeType, fail: Callable[[object], Any], ok: object) -> Callable[[object], Any]:
@@ -216,9 +227,11 @@ def record_check(code: CodeType) -> RecordCheck:
     return bind(code, _false, True)
 
 
-def compile_record_check(fields: Sequence[tuple[str, TypeNode]]) -> RecordCheck:
+def compile_record_check(
+    fields: Sequence[tuple[str, TypeNode]], allow_extra: bool = False
+) -> RecordCheck:
     """A function that returns True exactly for valid records."""
-    return record_check(compile_record(fields))
+    return record_check(compile_record(fields, allow_extra))
 
 
 def compile_node_check(node: TypeNode) -> RecordCheck:

@@ -129,11 +129,14 @@ def collect_errors(
     if isinstance(node, UnionOf):
         if any(ok(m, value) for m in node.members):
             return
-        # When exactly one member has the value's container shape, its item errors are
-        # more useful than "expected Union[...]": descend into it.
-        shaped = [
+        # When exactly one member can be meant (the value's container shape, or the one
+        # type of an Optional, whose None the value plainly is not), its errors are more
+        # useful than "expected Union[...]": descend into it.
+        shaped: list[TypeNode] = [
             m for m in node.members if not isinstance(m, Scalar | UnionOf) and shape_ok(m, value)
         ]
+        if node.nullable and len(node.members) == 2:
+            shaped = [node.members[0]]
         if len(shaped) == 1:
             collect_errors(shaped[0], value, path, sink, ok)
         else:

@@ -16,7 +16,7 @@ import functools
 import threading
 from collections.abc import Mapping
 from types import CodeType
-from typing import Any
+from typing import Any, Literal
 
 import cachetools
 
@@ -29,12 +29,14 @@ from .semantics import ErrorSink, collect_errors, describe
 __all__ = ["TypeValidator"]
 
 Fields = tuple[tuple[str, TypeNode], ...]
+ExtraFields = Literal["forbid", "allow"]
+EXTRA_FIELDS: tuple[ExtraFields, ...] = ("forbid", "allow")
 
 MAX_MESSAGES_PER_FIELD = 20
 PAYLOAD_KEY = "<payload>"
 
 _parse_cache: cachetools.LRUCache[str, TypeNode] = cachetools.LRUCache(maxsize=1024)
-_check_cache: cachetools.LRUCache[Fields, CodeType] = cachetools.LRUCache(maxsize=256)
+_check_cache: cachetools.LRUCache[tuple[Fields, bool], CodeType] = cachetools.LRUCache(maxsize=256)
 _lock = threading.Lock()
 
 
@@ -44,8 +46,8 @@ def _parse_cached(text: str) -> TypeNode:
 
 
 @cachetools.cached(_check_cache, lock=_lock)
-def _compile_cached(fields: Fields) -> CodeType:
-    return compile_record(fields)
+def _compile_cached(fields: Fields, allow_extra: bool) -> CodeType:
+    return compile_record(fields, allow_extra)
 
 
 def to_node(spec: object) -> TypeNode:
@@ -76,14 +78,24 @@ class TypeValidator:
     """Validates usage payloads against a schema of field name -> type.
 
     Types are type strings (``"Dict[str, List[int]]"``), typing objects
-    (``Dict[str, List[int]]``) or parsed trees. A malformed type raises
-    :class:`TypeStringError` (or :class:`SchemaError`) here, never at validation time.
+    (``Dict[str, List[int]]``) or parsed trees; the whole schema may also be a pydantic
+    model class or a ``TypedDict`` (see :func:`~.from_typing.schema_of_class`). A malformed
+    type raises :class:`TypeStringError` (or :class:`SchemaError`) here, never at
+    validation time. ``extra_fields="allow"`` accepts keys the schema does not name (their
+    values unchecked); the default ``"forbid"`` reports them.
     """
 
-    def __init__(self, schema: Mapping[str, Any]) -> None:
+    def __init__(self, schema: object, *, extra_fields: ExtraFields = "forbid") -> None:
+        if extra_fields not in EXTRA_FIELDS:
+            raise SchemaError(f"extra_fields must be 'forbid' or 'allow', got {extra_fields!r}")
+        if isinstance(schema, type):
+            from .from_typing import schema_of_class  # pydantic-free unless a class is given
+
+            schema = schema_of_class(schema)
         if not isinstance(schema, Mapping):
             raise SchemaError(
-                f"a schema must be a mapping of field -> type, got {describe(schema)}"
+                f"a schema must be a mapping of field -> type, a pydantic model class or a "
+                f"TypedDict, got {describe(schema)}"
             )
         fields: list[tuple[str, TypeNode]] = []
         for name, spec in schema.items():
@@ -96,9 +108,10 @@ class TypeValidator:
             except SchemaError as exc:
                 raise SchemaError(f"field {name!r}: {exc}") from None
         self._fields: Fields = tuple(fields)
+        self.extra_fields: ExtraFields = extra_fields
         self._names = frozenset(name for name, _ in fields)
         self._sorted_names = tuple(sorted(self._names))
-        code = _compile_cached(self._fields)
+        code = _compile_cached(self._fields, extra_fields == "allow")
         self._check: RecordCheck = record_check(code)
         # validate() is the same compiled code answering None or raising: one call on the
         # valid path instead of a method wrapping the check.
@@ -162,11 +175,15 @@ class TypeValidator:
             collect_errors(node, value, name, sink, self._ok)
             errors[name] = sink.result()
         extra: list[str] = []
+        allow = self.extra_fields == "allow"
         for key in payload:
-            if key in self._names and isinstance(key, str):
+            if isinstance(key, str) and (allow or key in self._names):
                 continue
             label = key if isinstance(key, str) else repr(key)
             extra.append(label)
+            if allow:
+                errors[label] = [f"{label}: field names must be strings"]
+                continue
             hint = _suggestion(label, tuple(missing), self._sorted_names)
             errors[label] = [f"{label}: unexpected field{hint}"]
         if not errors:
@@ -179,17 +196,34 @@ class TypeValidator:
             check = self._node_checks[id(node)] = compile_node_check(node)
         return check(value)
 
+    def json_schema(self) -> dict[str, Any]:
+        """A JSON Schema (draft 2020-12) of the payloads this validator accepts.
+
+        It states our rules, not Python's: ``int`` is an integer and never a boolean,
+        ``float`` any number but no boolean, a fixed tuple has exactly its length, only
+        nullable fields may be omitted or null, and extra fields follow ``extra_fields``.
+        """
+        from .json_schema import record_schema  # only callers that ask pay for it
+
+        return record_schema(self._fields, allow_extra=self.extra_fields == "allow")
+
     def __repr__(self) -> str:
+        if self.extra_fields == "allow":
+            return f"TypeValidator({self.schema!r}, extra_fields='allow')"
         return f"TypeValidator({self.schema!r})"
 
     def __reduce__(self) -> tuple[object, ...]:
         # The compiled functions cannot be pickled; the trees can, and recompile.
-        return (TypeValidator, (dict(self._fields),))
+        return (_rebuild, (dict(self._fields), self.extra_fields))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TypeValidator):
             return NotImplemented
-        return self._fields == other._fields
+        return self._fields == other._fields and self.extra_fields == other.extra_fields
 
     def __hash__(self) -> int:
-        return hash(self._fields)
+        return hash((self._fields, self.extra_fields))
+
+
+def _rebuild(fields: dict[str, TypeNode], extra_fields: ExtraFields) -> TypeValidator:
+    return TypeValidator(fields, extra_fields=extra_fields)
