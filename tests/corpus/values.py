@@ -1,4 +1,4 @@
-"""Value-semantics corpus: (type string, value, verdict) for every row of DESIGN section 4.
+"""Value-semantics corpus: (type string, value, verdict) for every row of the table in docs/type-strings.md.
 
 The verdicts come from the semantics table, row by row:
 

@@ -302,7 +302,7 @@ def tree_and_value(draw: st.DrawFn) -> tuple[TypeNode, object]:
 
 
 def _reference_record_ok(fields: list[tuple[str, TypeNode]], payload: dict[str, object]) -> bool:
-    """DESIGN's record rules over accepts(): present fields valid, absent ones nullable
+    """The record rules over accepts(): present fields valid, absent ones nullable
     (accepting None), and no keys outside the schema."""
     names = {n for n, _ in fields}
     if any(k not in names for k in payload):

@@ -1,4 +1,4 @@
-"""TypeValidator: the value semantics of DESIGN section 4, field by field and record by record."""
+"""TypeValidator: the value semantics of docs/type-strings.md, field by field and record by record."""
 
 # The schema tests pass the typing aliases (List, Optional, Union, ...) on purpose: they are
 # what users write, so the pyupgrade rules that would rewrite them do not apply here.
@@ -69,7 +69,7 @@ def test_value_corpus_covers_every_row_with_both_verdicts() -> None:
 def test_reference_interpreter_follows_the_semantics_table(
     type_string: str, value: object, verdict: bool
 ) -> None:
-    """accepts() gives the verdict the DESIGN semantics table gives for this value."""
+    """accepts() gives the verdict the semantics table in docs/type-strings.md gives for this value."""
     assert accepts(parse(type_string), value) is verdict
 
 
@@ -285,7 +285,7 @@ def test_any_mapping_is_an_acceptable_payload(validator: TypeValidator, wrap: An
 
 
 def test_nested_error_names_the_full_path() -> None:
-    """A bad item deep in a dict of lists is reported with its path, as DESIGN shows."""
+    """A bad item deep in a dict of lists is reported with its path, as the docs show."""
     v = TypeValidator({"breakdown": "Dict[str, List[int]]"})
     err = _errors(v, {"breakdown": {"a": [1, "x"], "b": [2]}})
     assert err.errors == {"breakdown": ["breakdown[\"a\"][1]: expected int, got str 'x'"]}
@@ -469,7 +469,7 @@ def test_typing_object_gives_the_same_tree_as_its_type_string(tp: object, expect
 
 
 def test_typing_schema_validates_like_the_string_schema() -> None:
-    """The DESIGN example {"tokens": int, "tags": List[str]} behaves like its string form."""
+    """The documented example {"tokens": int, "tags": List[str]} behaves like its string form."""
     v = TypeValidator({"tokens": int, "tags": List[str]})
     assert v.schema == {"tokens": "int", "tags": "List[str]"}
     assert v.is_valid({"tokens": 3, "tags": ["a"]})
