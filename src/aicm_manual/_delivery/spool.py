@@ -214,15 +214,17 @@ class Spool:
     def count(self) -> int:
         return int(self._run(lambda db: db.execute("SELECT count(*) FROM records").fetchone()[0]))
 
-    def drop_oldest(self, n: int) -> list[SpoolRow]:
-        """Delete and return the ``n`` oldest unleased records (the backpressure policy)."""
+    def drop_oldest(self, n: int, key_ref: str, api_base: str) -> list[SpoolRow]:
+        """Delete and return the ``n`` oldest unleased records of one (endpoint, key) (the
+        backpressure policy never reaches into another owner's rows)."""
         now = self._clock()
 
         def run(db: sqlite3.Connection) -> list[SpoolRow]:
             rows = db.execute(
                 "SELECT id, key_ref, api_base, response_id, body, enqueued_at, attempts"
-                " FROM records WHERE lease_expires < ? ORDER BY id LIMIT ?",
-                (now, n),
+                " FROM records WHERE key_ref = ? AND api_base = ? AND lease_expires < ?"
+                " ORDER BY id LIMIT ?",
+                (key_ref, api_base, now, n),
             ).fetchall()
             db.executemany("DELETE FROM records WHERE id = ?", [(r[0],) for r in rows])
             return [SpoolRow(*r) for r in rows]
@@ -232,20 +234,47 @@ class Spool:
 
     # -- the worker ------------------------------------------------------------------------
 
-    def claim(self, key_refs: Collection[str], limit: int, lease_seconds: float) -> list[SpoolRow]:
-        """Lease up to ``limit`` ready rows whose key this process knows, oldest first."""
+    def count_for(self, key_ref: str, api_base: str) -> int:
+        """Rows of one (endpoint, key) this process holds or may claim."""
+        now = self._clock()
+        sql = (
+            "SELECT count(*) FROM records WHERE key_ref = ? AND api_base = ?"
+            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?)"
+        )
+        args = (key_ref, api_base, self.owner, now)
+        return int(self._run(lambda db: db.execute(sql, args).fetchone()[0]))
+
+    def claim(
+        self,
+        key_refs: Collection[str],
+        limit: int,
+        lease_seconds: float,
+        exclude: Collection[tuple[str, str]] = (),
+    ) -> list[SpoolRow]:
+        """Lease up to ``limit`` ready rows whose key this process knows, oldest first,
+        leaving out the (key_ref, api_base) pairs in ``exclude`` (backing off, or full)."""
         if not key_refs or limit <= 0:
             return []
         now = self._clock()
         marks = ",".join("?" * len(key_refs))
+        skip = ""
+        pairs: list[str] = []
+        if exclude:
+            skip = (
+                " AND (key_ref, api_base) NOT IN (VALUES "
+                + ",".join("(?, ?)" for _ in exclude)
+                + ")"
+            )
+            for ref, base in exclude:
+                pairs += [ref, base]
 
         def run(db: sqlite3.Connection) -> list[SpoolRow]:
             rows = db.execute(
                 f"UPDATE records SET lease_owner = ?, lease_expires = ?, attempts = attempts + 1"
                 f" WHERE id IN (SELECT id FROM records WHERE key_ref IN ({marks})"
-                f" AND lease_expires < ? ORDER BY id LIMIT ?)"
+                f" AND lease_expires < ?{skip} ORDER BY id LIMIT ?)"
                 f" RETURNING id, key_ref, api_base, response_id, body, enqueued_at, attempts",
-                (self.owner, now + lease_seconds, *key_refs, now, limit),
+                (self.owner, now + lease_seconds, *key_refs, now, *pairs, limit),
             ).fetchall()
             return sorted((SpoolRow(*r) for r in rows), key=lambda r: r.id)
 

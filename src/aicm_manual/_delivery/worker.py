@@ -1,0 +1,521 @@
+"""The worker's half of the engine: scheduling, batch cutting, outcomes, health.
+
+One cycle (``run_once``) moves new records from the intake queue to their route's state,
+claims spooled rows, sends every batch that is full, due or being flushed, and accounts
+for the answers. Failures stay within their route: backoff, parking (401/403), batch
+halving (400/413), poison isolation (a batch the collector keeps failing with a 5xx is
+bisected and only the record that fails alone, while the rest goes through, is
+dead-lettered), and the retry budget of memory records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .._protocol import (
+    MAX_REQUEST_BYTES,
+    Outcome,
+    encode_batch,
+    encode_kept,
+    encode_record,
+    encode_records,
+)
+from .._records import Target, UsageRecord
+from .._secret import abbreviate
+from .health import Health, LogLimiter
+from .queued import KeyState, OnDiscard, QueuedRecord, Route, log, wire_of
+from .retry import AUTH_STATUSES, Backoff, is_retryable
+from .sender import Sender
+from .settings import DeliverySettings
+from .spool import Spool
+
+POISON_AFTER = 2  # whole-batch 5xx answers before the batch is bisected
+
+
+class Worker:
+    """Mixed into DeliveryEngine; the attributes below are the engine's."""
+
+    settings: DeliverySettings
+    _queue: deque[tuple[UsageRecord, Route]]
+    _states: dict[Route, KeyState]
+    _keys: dict[str, Route]
+    _lock: threading.Lock
+    _clock: Callable[[], float]
+    _wall: Callable[[], float]
+    _backoff: Backoff
+    _sender: Sender
+    _logs: LogLimiter
+    _worker_spool: Spool | None
+    _thread: threading.Thread | None
+    _stop: threading.Event
+    _flushing: int
+    _batch_size: int
+    _capacity: int
+    _avg_bytes: float
+    _pending_total: int
+    _drained: int
+    _spool_known: int
+    _last_claimed: int
+    _next_owner_check: float
+    health_counts: Health
+
+    def route(self, target: Target, lane: Any = None) -> Route:
+        raise NotImplementedError  # the engine's
+
+    def outstanding(self) -> int:
+        raise NotImplementedError  # the engine's
+
+    def _resize(self) -> None:
+        raise NotImplementedError  # the engine's
+
+    # -- one cycle --------------------------------------------------------------------------
+
+    def run_once(self, now: float | None = None) -> None:
+        """One worker cycle at ``now`` (the engine's clock by default). Tests drive the
+        engine with it instead of a thread."""
+        now = self._clock() if now is None else now
+        self._drain_memory(now)
+        if self._worker_spool is not None:
+            self._claim_spool(now)
+        flushing = self._flushing > 0 or self._stop.is_set()
+        for state in list(self._states.values()):
+            while state.pending and state.next_attempt <= now:
+                full = len(state.pending) >= min(state.batch_limit, self._batch_size)
+                due = (
+                    state.first_pending_at is not None
+                    and now - state.first_pending_at >= self.settings.batch_interval
+                )
+                if not (full or due or flushing):
+                    break
+                self._send(state, now)
+                now = max(now, self._clock())
+        if self._worker_spool is not None and now >= self._next_owner_check:
+            self._next_owner_check = now + 30.0
+            self._worker_spool.free_dead_owners()
+            with self._lock:
+                self._spool_known = self._count_known()
+
+    def _sleep_time(self) -> float | None:
+        now = self._clock()
+        waits: list[float] = []
+        poll = max(0.005, min(0.05, self.settings.batch_interval / 2))
+        if self._queue or self._flushing:
+            waits.append(poll)
+        for state in list(self._states.values()):
+            if state.pending:
+                waits.append(max(0.0, state.next_attempt - now) or poll)
+        if self._worker_spool is not None:
+            # Right after a claim that found rows, more are likely ready: go on at once.
+            waits.append((0.0 if self._last_claimed else poll) if self._spool_known else 1.0)
+        return min(waits) if waits else None
+
+    def _state_of(self, route: Route) -> KeyState:
+        state = self._states.get(route)
+        if state is None:
+            state = self._states[route] = KeyState(route)
+            state.batch_limit = self._batch_size
+        return state
+
+    def _drain_memory(self, now: float) -> None:
+        queue = self._queue
+        count = len(queue)
+        done = 0
+        while done < count:
+            # Move a chunk under the lock, so a full-queue decision (also under the lock)
+            # sees every record exactly once. Encoding waits until a batch is sent.
+            with self._lock:
+                chunk = [queue.popleft() for _ in range(min(256, count - done))]
+                self._pending_total += len(chunk)
+                for record, route in chunk:
+                    state = self._state_of(route)
+                    if not state.pending:
+                        state.first_pending_at = now
+                    state.memory += 1
+                    state.pending.append(
+                        QueuedRecord(record.response_id, None, record, None, route.on_discard)
+                    )
+                self._drained += len(chunk)
+            done += len(chunk)
+        with self.health_counts.lock:
+            self.health_counts.total_drained += count
+
+    def _claim_spool(self, now: float) -> None:
+        spool = self._worker_spool
+        assert spool is not None
+        self._last_claimed = 0
+        if not self._spool_known or not self._keys:
+            return
+        busy = {
+            s.route.endpoint
+            for s in list(self._states.values())
+            if s.next_attempt > now or len(s.pending) >= self._batch_size
+        }
+        exclude = [(ref, base) for base, ref in busy]
+        rows = spool.claim(self._keys, 2 * self._batch_size, self.settings.lease_seconds, exclude)
+        wall = self._wall()
+        self._last_claimed = len(rows)
+        if not rows:
+            # Nothing claimable although we count rows: another process holds them, or
+            # they wait out a backoff. Recount, so flush() does not wait for them.
+            with self._lock:
+                self._spool_known = self._count_known()
+            return
+        for row in rows:
+            known = self._keys[row.key_ref]
+            route = known
+            if row.api_base != known.target.api_base:
+                target = Target(row.api_base, known.target.api_key, known.target.on_discard)
+                route = self.route(target, known.lane)
+            state = self._state_of(route)
+            if not state.pending:  # the batch's age is its oldest row's time in the spool
+                state.first_pending_at = now - max(0.0, wall - row.enqueued_at)
+            state.pending.append(QueuedRecord(row.response_id, row.body, None, row, None))
+        with self._lock:
+            self._pending_total += len(rows)
+            # Rows another process spooled for the same key are not in our count.
+            self._spool_known = max(0, self._spool_known - len(rows))
+
+    def _count_known(self) -> int:
+        assert self._worker_spool is not None
+        by_key = self._worker_spool.stats()["by_key"]
+        return sum(v["records"] - v["leased"] for k, v in by_key.items() if k in self._keys)
+
+    # -- one batch --------------------------------------------------------------------------
+
+    def _take(self, state: KeyState) -> list[QueuedRecord]:
+        limit = min(state.batch_limit, self._batch_size)
+        entries: list[QueuedRecord] = []
+        size = 0.0
+        while state.pending and len(entries) < limit:
+            entry = state.pending[0]
+            cost = (self._avg_bytes if entry.body is None else len(entry.body)) + 1
+            if entries and size + cost > self.settings.batch_bytes:
+                break
+            try:
+                entries.append(state.pending.popleft())
+            except IndexError:  # the owner's backpressure took it just now
+                break
+            size += cost
+        return entries
+
+    def _encode(self, entries: list[QueuedRecord]) -> tuple[bytes, list[tuple[QueuedRecord, str]]]:
+        """The request body, and the entries that cannot be sent as JSON (with why)."""
+        if all(e.body is None for e in entries):
+            try:
+                return encode_records([e.record for e in entries if e.record is not None]), []
+            except (TypeError, ValueError):
+                pass  # find the culprits one by one below
+        bad: list[tuple[QueuedRecord, str]] = []
+        for entry in entries:
+            if entry.body is None and entry.record is not None:
+                try:
+                    entry.body = encode_record(entry.record)
+                except (TypeError, ValueError) as exc:
+                    bad.append((entry, f"not JSON-serialisable: {exc}"))
+        return encode_batch([e.body for e in entries if e.body is not None]), bad
+
+    def _send(self, state: KeyState, now: float) -> None:
+        entries = self._take(state)
+        if not entries:
+            return
+        body, bad = self._encode(entries)
+        if bad:
+            self._finish(state, [], bad)
+            entries = [e for e in entries if e.body is not None]
+            if not entries:
+                return
+        while len(body) > MAX_REQUEST_BYTES and len(entries) > 1:
+            # Records far larger than the average: send half now, half next time.
+            half = len(entries) // 2
+            state.pending.extendleft(reversed(entries[half:]))
+            entries = entries[:half]
+            body, _ = self._encode(entries)
+        self._avg_bytes = 0.9 * self._avg_bytes + 0.1 * (len(body) / len(entries))
+        self._resize()
+        route = state.route
+        state.inflight = entries
+        try:
+            exchange = self._sender.post(
+                route.target,
+                body,
+                [e.response_id for e in entries],
+                route.lane.timeout,
+                now=self._wall(),
+            )
+        finally:
+            state.inflight = []
+        self.health_counts.request()
+        now = self._clock()
+        status, error = exchange.status, exchange.error
+        if exchange.outcomes is not None:
+            self._settle(state, entries, exchange.outcomes)
+            delivered = sum(o.delivered for o in exchange.outcomes)
+            log.debug(
+                "aicm: sent %d records to %s (key %s): HTTP %s, %d delivered, %d rejected "
+                "in %.0f ms",
+                len(entries),
+                route.target.api_base,
+                abbreviate(route.ref),
+                status,
+                delivered,
+                len(entries) - delivered,
+                exchange.ms,
+            )
+            return
+        log.debug(
+            "aicm: sent %d records to %s (key %s): %s in %.0f ms",
+            len(entries),
+            route.target.api_base,
+            abbreviate(route.ref),
+            error,
+            exchange.ms,
+        )
+        state.last_error = error
+        if status in (400, 413) and len(entries) > 1:
+            # Too large, or one bad record refusing the batch: halve and try again.
+            state.batch_limit = max(1, len(entries) // 2)
+            self._put_back(state, entries)
+        elif status in (400, 413):
+            why = "too large for the collector (HTTP 413)" if status == 413 else error
+            self._finish(state, [], [(entries[0], why)])
+        elif status in AUTH_STATUSES or (status is not None and not is_retryable(status)):
+            state.parked = status in AUTH_STATUSES
+            self.health_counts.failed(error)
+            self._logs.warning(
+                f"park:{route.ref}",
+                "aicm: collector answered %s for key %s; its records wait and are retried "
+                "every %.0f s",
+                status,
+                abbreviate(route.ref),
+                self.settings.auth_retry_interval,
+            )
+            self._retry_later(state, entries, now + self.settings.auth_retry_interval)
+        else:
+            self._failed(state, entries, status, error, exchange.retry_after, now)
+
+    def _failed(
+        self,
+        state: KeyState,
+        entries: list[QueuedRecord],
+        status: int | None,
+        error: str,
+        retry_after: float | None,
+        now: float,
+    ) -> None:
+        """A retryable failure of the whole batch."""
+        state.attempts += 1
+        state.failing_since = state.failing_since or now
+        self.health_counts.retried(len(entries), error)
+        server_error = status is not None and 500 <= status <= 599
+        if server_error and (state.attempts >= POISON_AFTER or state.hunting):
+            if len(entries) > 1:
+                # The collector keeps failing this batch: one record may be the cause.
+                state.hunting = True
+                state.batch_limit = max(1, len(entries) // 2)
+                self._put_back(state, entries)
+                return
+            if state.hunting and state.hunt_ok and state.attempts >= POISON_AFTER:
+                why = f"the collector fails on this record alone ({error})"
+                state.hunting = state.hunt_ok = False
+                self._finish(state, [], [(entries[0], why)])
+                return
+        route = state.route
+        delay = self._backoff.delay(state.attempts, retry_after)
+        self._logs.warning(
+            f"retry:{route.ref}@{route.target.api_base}",
+            "aicm: %d record(s) for %s (key %s) not delivered: %s; retrying in %.1f s",
+            len(entries),
+            route.target.api_base,
+            abbreviate(route.ref),
+            error,
+            delay,
+        )
+        if now - state.failing_since >= route.lane.retry_budget:
+            self._give_up(state, entries, error)
+        else:
+            self._retry_later(state, entries, now + delay)
+
+    def _put_back(self, state: KeyState, entries: list[QueuedRecord]) -> None:
+        state.pending.extendleft(reversed(entries))
+
+    def _settle(
+        self, state: KeyState, entries: list[QueuedRecord], outcomes: list[Outcome]
+    ) -> None:
+        delivered = [e for e, o in zip(entries, outcomes, strict=True) if o.delivered]
+        rejected = [
+            (e, f"{o.status}: {'; '.join(o.errors) or 'no reason given'}")
+            for e, o in zip(entries, outcomes, strict=True)
+            if not o.delivered
+        ]
+        state.attempts = 0
+        state.failing_since = None
+        state.parked = False
+        state.next_attempt = 0.0
+        if state.hunting:
+            state.hunt_ok = True
+        else:  # the batch size grows back after a 400/413 halved it
+            state.batch_limit = min(self._batch_size, state.batch_limit * 2)
+        if not state.pending:
+            state.hunting = state.hunt_ok = False
+        self.health_counts.sent(len(delivered), len(rejected), self._wall())
+        self._finish(state, delivered, rejected, counted=True)
+
+    def _finish(
+        self,
+        state: KeyState,
+        delivered: list[QueuedRecord],
+        rejected: list[tuple[QueuedRecord, str]],
+        counted: bool = False,
+    ) -> None:
+        """Account for entries that left for good: delivered, or dead-lettered."""
+        spool = self._worker_spool
+        acked = [e.row.id for e in delivered if e.row is not None]
+        if spool is not None and acked:
+            spool.ack(acked)
+        if rejected:
+            spooled = [(e.row, why) for e, why in rejected if e.row is not None]
+            if spool is not None and spooled:
+                spool.dead_letter(spooled)
+            memory = [(e, why) for e, why in rejected if e.row is None]
+            self._dead([(wire_of(e), state.route, why) for e, why in memory])
+            self.health_counts.dead([(wire_of(e), why) for e, why in rejected if e.row])
+            self._logs.warning(
+                "rejected",
+                "aicm: %d record(s) dead-lettered: %s",
+                len(rejected),
+                rejected[0][1],
+            )
+        state.delivered += len(delivered)
+        state.rejected += len(rejected)
+        if not counted:
+            self.health_counts.sent(len(delivered), len(rejected), self._wall())
+        memory_done = sum(1 for e in delivered if e.row is None)
+        memory_done += sum(1 for e, _ in rejected if e.row is None)
+        with self._lock:
+            self._pending_total -= len(delivered) + len(rejected)
+            state.memory -= memory_done
+        if not state.pending:
+            state.first_pending_at = None
+
+    def _dead(self, items: list[tuple[dict[str, Any], Route, str]]) -> None:
+        """Dead-letter memory records: kept in ``dead_letters`` (and the spool, when open)."""
+        if not items:
+            return
+        self.health_counts.dead([(wire, why) for wire, _, why in items])
+        if self._worker_spool is not None:
+            self._worker_spool.add_dead_letters(
+                (r.ref, r.target.api_base, str(w.get("response_id")), encode_kept(w), why)
+                for w, r, why in items
+            )
+
+    def _retry_later(self, state: KeyState, entries: list[QueuedRecord], when: float) -> None:
+        state.next_attempt = when
+        memory = [e for e in entries if e.row is None]
+        spooled = [e for e in entries if e.row is not None]
+        state.pending.extendleft(reversed(memory))
+        if spooled and self._worker_spool is not None:
+            wall = self._wall()
+            too_old = [
+                e
+                for e in spooled
+                if e.row is not None and wall - e.row.enqueued_at > self.settings.spool_max_age
+            ]
+            if too_old:
+                why = (
+                    f"not delivered within spool_max_age ({self.settings.spool_max_age:.0f} s);"
+                    f" last error: {state.last_error}"
+                )
+                self._finish(state, [], [(e, why) for e in too_old])
+                spooled = [e for e in spooled if e not in too_old]
+            # Hand leased rows back with a not-before time, so another process (or we,
+            # later) pick them up after the backoff instead of holding them.
+            self._worker_spool.release(
+                [e.row.id for e in spooled if e.row is not None], wall + (when - self._clock())
+            )
+            with self._lock:
+                self._pending_total -= len(spooled)
+                self._spool_known += len(spooled)
+        if not state.pending:
+            state.first_pending_at = None
+
+    def _give_up(self, state: KeyState, entries: list[QueuedRecord], error: str) -> None:
+        memory = [e for e in entries if e.row is None]
+        spooled = [e for e in entries if e.row is not None]
+        if spooled:
+            self._retry_later(state, spooled, self._clock() + self.settings.backoff_max)
+        if memory:
+            with self._lock:
+                self._pending_total -= len(memory)
+                state.memory -= len(memory)
+            self._discard([(wire_of(e), e.on_discard) for e in memory], "retry_budget_exhausted")
+            budget = state.route.lane.retry_budget
+            self.health_counts.failed(f"gave up after {budget:g} s: {error}")
+        state.next_attempt = self._clock() + self._backoff.delay(state.attempts)
+
+    def _discard(self, items: list[tuple[dict[str, Any], OnDiscard | None]], reason: str) -> None:
+        self.health_counts.discarded(len(items), reason)
+        self._logs.warning(
+            "discard:" + reason, "aicm: discarded %d record(s): %s", len(items), reason
+        )
+        callbacks: dict[int, tuple[OnDiscard, list[dict[str, Any]]]] = {}
+        for wire, callback in items:
+            if callback is not None:
+                callbacks.setdefault(id(callback), (callback, []))[1].append(wire)
+        for callback, wires in callbacks.values():
+            try:
+                callback(wires, reason)
+            except Exception:  # a user callback must not take the worker down
+                log.exception("aicm: on_discard callback raised")
+
+    # -- health -----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """A snapshot; counts are in records."""
+        now = self._clock()
+        queued = self.outstanding()
+        states = list(self._states.values())
+        oldest = [now - s.first_pending_at for s in states if s.first_pending_at]
+        per_key = {
+            abbreviate(s.key_ref) + "@" + s.target.api_base: {
+                "pending": len(s.pending),
+                "delivered": s.delivered,
+                "rejected": s.rejected,
+                "attempts": s.attempts,
+                "backoff_remaining_s": round(max(0.0, s.next_attempt - now), 3),
+                "parked": s.parked,
+                "last_error": s.last_error,
+            }
+            for s in states
+        }
+        spool: dict[str, Any] | None = None
+        if self._worker_spool is not None:
+            with contextlib.suppress(Exception):
+                stats = self._worker_spool.stats()
+                stats["waiting_for_unknown_key"] = sum(
+                    v["records"] for k, v in stats["by_key"].items() if k not in self._keys
+                )
+                stats["by_key"] = {abbreviate(k): v for k, v in stats["by_key"].items()}
+                stats["dead_by_key"] = {abbreviate(k): v for k, v in stats["dead_by_key"].items()}
+                spool = stats
+        thread = self._thread
+        counts = self.health_counts.snapshot()
+        hc = self.health_counts
+        in_memory = len(self._queue) + self._pending_total
+        enqueued = hc.total_drained + len(self._queue) + hc.spool_put + hc.immediate_sent
+        oldest_age = round(max(oldest), 3) if oldest else (0.0 if not queued else None)
+        return {
+            "worker_alive": bool(thread is not None and thread.is_alive()),
+            "delivery_type": self.settings.delivery_type.value,
+            "queued": queued,
+            "queue_capacity": self._capacity,
+            "queue_utilization": round(in_memory / self._capacity, 6),
+            "total_enqueued": enqueued,
+            **counts,
+            "oldest_queued_age_s": oldest_age,
+            "per_key": per_key,
+            "spool": spool,
+        }
