@@ -448,8 +448,10 @@ class DeliveryEngine(Worker):
     def _open_spool(self) -> Spool:
         with self._lock:
             if self._spool is None:
-                self._spool = Spool(self.settings.db_path)
-                self._worker_spool = Spool(self.settings.db_path, owner=self._spool.owner)
+                self._worker_spool = Spool(self.settings.db_path)
+                self._spool = Spool(
+                    self.settings.db_path, owner=self._worker_spool.owner, checkpoints=False
+                )
                 self._spool_known = self._worker_spool.count()
             return self._spool
 

@@ -109,6 +109,7 @@ class KeyState:
     memory: int = 0  # memory records of this route not yet settled (pending or in flight)
     hunting: bool = False  # bisecting a batch the collector keeps failing with a 5xx
     hunt_ok: bool = False  # a part of it went through: the collector itself works
+    hunt_left: int = 0  # records of the suspect batch not yet settled
 
     @property
     def target(self) -> Target:

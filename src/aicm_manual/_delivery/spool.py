@@ -112,9 +112,12 @@ class Spool:
         owner: str | None = None,
         clock: Callable[[], float] = time.time,
         create: bool = True,
+        checkpoints: bool = True,
     ) -> None:
         """Open (and with ``create``, make) a spool. ``create=False`` opens only an existing
-        spool file and changes nothing in it on opening (for inspection)."""
+        spool file and changes nothing in it on opening (for inspection).
+        ``checkpoints=False`` leaves WAL checkpoints to other connections (the worker's),
+        so callers' commits never pay for copying the log back into the file."""
         self.path = Path(path).expanduser()
         self.owner = owner or owner_id()
         self._clock = clock
@@ -127,6 +130,8 @@ class Spool:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
+            if not checkpoints:
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
             if create:
                 self._create()
             elif not self._db.execute(

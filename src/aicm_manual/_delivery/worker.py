@@ -310,17 +310,25 @@ class Worker:
         state.attempts += 1
         state.failing_since = state.failing_since or now
         self.health_counts.retried(len(entries), error)
-        server_error = status is not None and 500 <= status <= 599
-        if server_error and (state.attempts >= POISON_AFTER or state.hunting):
+        # 502, 503 and 504 say the collector (or what is in front of it) is unavailable,
+        # and a Retry-After asks for patience: neither points at a record.
+        record_trouble = (
+            status is not None
+            and 500 <= status <= 599
+            and status not in (502, 503, 504)
+            and retry_after is None
+        )
+        if record_trouble and (state.attempts >= POISON_AFTER or state.hunting):
             if len(entries) > 1:
                 # The collector keeps failing this batch: one record may be the cause.
-                state.hunting = True
+                if not state.hunting:
+                    state.hunting, state.hunt_left = True, len(entries)
                 state.batch_limit = max(1, len(entries) // 2)
                 self._put_back(state, entries)
                 return
             if state.hunting and state.hunt_ok and state.attempts >= POISON_AFTER:
                 why = f"the collector fails on this record alone ({error})"
-                state.hunting = state.hunt_ok = False
+                self._hunted(state, 1)
                 self._finish(state, [], [(entries[0], why)])
                 return
         route = state.route
@@ -338,6 +346,13 @@ class Worker:
             self._give_up(state, entries, error)
         else:
             self._retry_later(state, entries, now + delay)
+
+    @staticmethod
+    def _hunted(state: KeyState, records: int) -> None:
+        """``records`` of the batch under suspicion are settled; the hunt ends with it."""
+        state.hunt_left -= records
+        if state.hunt_left <= 0:
+            state.hunting = state.hunt_ok = False
 
     def _put_back(self, state: KeyState, entries: list[QueuedRecord]) -> None:
         state.pending.extendleft(reversed(entries))
@@ -357,10 +372,9 @@ class Worker:
         state.next_attempt = 0.0
         if state.hunting:
             state.hunt_ok = True
+            self._hunted(state, len(entries))
         else:  # the batch size grows back after a 400/413 halved it
             state.batch_limit = min(self._batch_size, state.batch_limit * 2)
-        if not state.pending:
-            state.hunting = state.hunt_ok = False
         self.health_counts.sent(len(delivered), len(rejected), self._wall())
         self._finish(state, delivered, rejected, counted=True)
 
