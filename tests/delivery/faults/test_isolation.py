@@ -155,3 +155,42 @@ def test_spool_backpressure_stays_within_the_owner(
     assert set(a_ids) <= spooled, f"A's rows deleted by B's backpressure: {set(a_ids) - spooled}"
     assert a_discarded == []
     assert "tenant-a" not in json.dumps(get_global_delivery_health())
+
+
+def test_spooled_rows_past_spool_max_age_become_dead_letters_with_the_reason(
+    schemas_dir: Path, tmp_path: Path
+) -> None:
+    """Rows whose endpoint stays unreachable past spool_max_age leave as dead letters."""
+    tracker = make_tracker(
+        schemas_dir,
+        closed_port_url(),
+        delivery_type="persistent_queue",
+        db_path=tmp_path / "spool.db",
+        delivery_options={"spool_max_age": 0},
+    )
+    for _ in range(3):
+        tracker.track(USAGE)
+    assert wait_for(lambda: get_global_delivery_health()["spool"]["dead_letters"] == 3)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aicm_manual",
+            "queue",
+            "list",
+            "--dead",
+            "--json",
+            "--db",
+            str(tmp_path / "spool.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        check=False,
+    )
+    reasons = {row["reason"] for row in json.loads(proc.stdout)["rows"]}
+    assert len(reasons) == 1
+    [reason] = reasons
+    assert "spool_max_age" in reason
+    assert "refused" in reason.lower() or "failed" in reason.lower(), reason

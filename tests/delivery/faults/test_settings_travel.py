@@ -101,3 +101,12 @@ def test_conflicting_process_wide_setting_raises_naming_both(schemas_dir: Path) 
     message = str(info.value)
     assert "1000" in message.replace(",", "").replace("_", "")
     assert "5000" in message.replace(",", "").replace("_", "")
+
+
+def test_leaving_a_process_wide_setting_out_is_not_a_conflict(schemas_dir: Path) -> None:
+    """A later tracker that does not give queue_size runs on the engine's value."""
+    url = closed_port_url()
+    make_tracker(schemas_dir, url, key="k1", delivery_options={"queue_size": 1000})
+    later = make_tracker(schemas_dir, url, key="k2")
+    assert later.delivery_settings.queue_size != 1000  # its own resolution: the default
+    assert get_global_delivery_health()["queue_capacity"] <= 1000
