@@ -12,6 +12,7 @@ records naming another service or config find theirs once and keep it (a route).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -244,6 +245,8 @@ class Tracker(_llm_track.LlmHelpers):
         self._submit(record, self._target)
         if self.settings.log_bodies:
             self._log_body(record)
+        elif log.isEnabledFor(logging.DEBUG):  # a cached lookup when DEBUG is off
+            log.debug("aicm: queued %s (%s)", record.response_id, record.service_id)
         return record.response_id
 
     def _log_body(self, record: UsageRecord) -> None:
