@@ -10,7 +10,7 @@
 
 The hot path appends ``(record, route)`` to a deque (atomic under the GIL) and wakes the
 worker only when the queue was empty or a batch has filled. The worker (``worker.py``)
-owns everything else. Isolation is by (endpoint, key): flushes count, drops take and
+owns everything else, settling each record with its store (``stores.py``). Isolation is by (endpoint, key): flushes count, drops take and
 callbacks receive only the caller's own records.
 """
 
@@ -37,6 +37,7 @@ from .retry import Backoff
 from .sender import Sender
 from .settings import DeliverySettings, DeliveryType, Lane, OnFull
 from .spool import Spool
+from .stores import InHand, MemoryStore, SpoolStore
 from .worker import Worker
 
 EXIT_SLACK = 0.5  # what close() may take beyond its timeout: the worker's last answer
@@ -77,37 +78,42 @@ class DeliveryEngine(Worker):
 
     def _init_state(self) -> None:
         s = self.settings
-        self._queue: deque[tuple[UsageRecord, Route]] = deque()
         self._capacity = s.queue_size
         self._batch_size = s.batch_size
         self._avg_bytes = 512.0
         self._until_sample = 0
-        self._pending_total = 0
-        self._drained = 0
         self._states: dict[Route, KeyState] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._lock = threading.Lock()  # intake decisions, counts moved off the worker
+        self.health_counts = Health()
+        self._in_hand = InHand(self._lock)
+        self._memory = MemoryStore(
+            self._lock,
+            self._in_hand,
+            self._state_of,
+            self.health_counts,
+            self._discard,
+            lambda: self._spooled,
+        )
+        self._queue = self._memory.queue  # the hot path's deque, one attribute away
+        self._spooled: SpoolStore | None = None
         self._flushing = 0
         self._thread: threading.Thread | None = None
         transport = self._transport_arg or HttpTransport(s.timeout)
         self._sender = Sender(transport, s.gzip_min_bytes)
-        self._spool: Spool | None = None  # callers' connection
-        self._worker_spool: Spool | None = None
-        self._spool_known = 0  # rows of known keys, as of the worker's last look
-        self._last_claimed = 0
         self._next_owner_check = 0.0
         self._state = State.OPEN
         self._finalizer: object | None = None
-        self.health_counts = Health()
         self._logs = LogLimiter()
 
     def _after_fork(self) -> None:
         # The parent still owns (and will deliver) what was queued; the child starts empty
         # with its own thread, locks and spool connections. The parent's connections are
         # kept out of reach: closing them here would disturb the parent's locks.
-        self._inherited += [s for s in (self._spool, self._worker_spool) if s is not None]
+        if self._spooled is not None:
+            self._inherited += [self._spooled.callers, self._spooled.worker]
         self._init_state()
 
     # -- routes -----------------------------------------------------------------------------
@@ -142,7 +148,7 @@ class DeliveryEngine(Worker):
         if self._until_sample < 0:
             self._sample(record)
         n = len(queue)
-        if n + self._pending_total >= self._capacity and not self._full(record, route):
+        if n + self._in_hand.count >= self._capacity and not self._full(record, route):
             return
         if self._thread is None:
             self._start()
@@ -158,7 +164,7 @@ class DeliveryEngine(Worker):
             size = len(encode_record(record)) + 1
         except (TypeError, ValueError):
             return  # the worker finds it and says which record
-        first = self._avg_bytes == 512.0 and not self._drained
+        first = self._avg_bytes == 512.0 and not self._memory.drained
         self._avg_bytes = float(size) if first else 0.8 * self._avg_bytes + 0.2 * size
         self._resize()
 
@@ -170,9 +176,9 @@ class DeliveryEngine(Worker):
         """Whether ``records`` more fit without the on-full policy, right now (advisory:
         async callers use it to stay on the event loop when nothing can wait)."""
         if delivery_type is DeliveryType.PERSISTENT_QUEUE:
-            return self._spool_known + records <= self.settings.spool_size
+            return self._spool_known() + records <= self.settings.spool_size
         if delivery_type is DeliveryType.MEM_QUEUE:
-            return len(self._queue) + self._pending_total + records <= self._capacity
+            return len(self._queue) + self._in_hand.count + records <= self._capacity
         return False  # immediate always waits for the collector
 
     def submit_durable(self, record: UsageRecord, route: Route) -> None:
@@ -190,17 +196,12 @@ class DeliveryEngine(Worker):
                 raise InvalidRecordError(
                     f"record {record.response_id!r}: usage cannot be sent as JSON: {exc}"
                 ) from exc
-        spool = self._spool or self._open_spool()
-        if self._spool_known + len(rows) > self.settings.spool_size:
+        spool = self._spooled or self._open_spool()
+        if spool.known + len(rows) > self.settings.spool_size:
             rows = [r for r in rows if self._spool_full(spool, route, r)]
             if not rows:
                 return
-        base, ref = route.endpoint
-        with self._lock:  # so a recount by the worker never sees rows half-counted
-            spool.put_many(ref, base, rows)
-            self.health_counts.spool_put += len(rows)
-            self._spool_known += len(rows)
-            known = self._spool_known
+        known = spool.put_many(route, rows)
         if self._thread is None:
             self._start()
         if len(rows) > 1 or known == 1 or known % self._batch_size == 0:
@@ -242,7 +243,7 @@ class DeliveryEngine(Worker):
                     self._cond.wait(min(remaining, 0.05))
             return True
         with self._lock:
-            if len(self._queue) + self._pending_total < self._capacity:
+            if len(self._queue) + self._in_hand.count < self._capacity:
                 return True  # the lock-free look caught the worker mid-move
             if policy is OnFull.RAISE:
                 raise QueueFullError(f"delivery queue is full ({self._capacity} records)")
@@ -255,7 +256,7 @@ class DeliveryEngine(Worker):
 
     def _in_memory(self) -> int:
         with self._lock:
-            return len(self._queue) + self._pending_total
+            return len(self._queue) + self._in_hand.count
 
     def _take_oldest(self, route: Route) -> tuple[dict[str, Any], OnDiscard | None] | None:
         """Remove the oldest memory record of ``route``'s (endpoint, key) waiting in the
@@ -274,7 +275,7 @@ class DeliveryEngine(Worker):
             if entry.record is None:  # a spooled row is never dropped from memory
                 state.pending.appendleft(entry)
                 continue
-            self._pending_total -= 1
+            self._in_hand.count -= 1
             state.memory -= 1
             return entry.record.to_wire(), entry.on_discard
         queue = self._queue
@@ -284,26 +285,26 @@ class DeliveryEngine(Worker):
             return record.to_wire(), head.on_discard
         return None
 
-    def _spool_full(self, spool: Spool, route: Route, row: tuple[str, bytes]) -> bool:
+    def _spool_full(self, spool: SpoolStore, route: Route, row: tuple[str, bytes]) -> bool:
         """The on-full policy for one row; True when the row may then be stored."""
         policy = route.lane.on_full
         if policy is OnFull.BACKPRESSURE:
             base, ref = route.endpoint
-            dropped = spool.drop_oldest(1, ref, base)
+            dropped = spool.callers.drop_oldest(1, ref, base)
             if not dropped:  # none of this owner's rows: the new one goes
                 self._discard([(decode_wire(row[1]), route.on_discard)], "spool_full")
                 return False
             with self._lock:
-                self._spool_known -= len(dropped)
+                spool.known -= len(dropped)
             self._discard([(decode_wire(r.body), route.on_discard) for r in dropped], "spool_full")
             return True
         if policy is OnFull.BLOCK:
             deadline = self._clock() + route.lane.block_timeout
-            while self._spool_known >= self.settings.spool_size and self._clock() < deadline:
+            while spool.known >= self.settings.spool_size and self._clock() < deadline:
                 self._wake.set()
                 with self._cond:
                     self._cond.wait(0.05)
-            if self._spool_known < self.settings.spool_size:
+            if spool.known < self.settings.spool_size:
                 return True
         raise QueueFullError(f"spool is full ({self.settings.spool_size} records)")
 
@@ -316,7 +317,7 @@ class DeliveryEngine(Worker):
         Returns how many records are still pending; never discards anything.
         """
         deadline = None if timeout is None else self._clock() + timeout
-        mark = self._drained + len(self._queue)
+        mark = self._memory.drained + len(self._queue)
         with self._cond:
             self._flushing += 1
         try:
@@ -341,15 +342,15 @@ class DeliveryEngine(Worker):
         looks at them instead)."""
         endpoint = route.endpoint
         memory = sum(s.memory for s in list(self._states.values()) if s.route.endpoint == endpoint)
-        undrained = max(0, mark - self._drained)
+        undrained = max(0, mark - self._memory.drained)
         if undrained and exact:
             # A queue changed while copied keeps the cautious count.
             with contextlib.suppress(RuntimeError):
                 undrained = sum(1 for _, r in list(self._queue) if r.endpoint == endpoint)
         spooled = 0
-        if self._spool is not None:
+        if self._spooled is not None:
             base, ref = endpoint
-            spooled = self._spool.count_for(ref, base)
+            spooled = self._spooled.callers.count_for(ref, base)
         return memory + undrained + spooled
 
     def close(self, timeout: float | None = None) -> int:
@@ -384,14 +385,13 @@ class DeliveryEngine(Worker):
                     lost.append((entry.record.to_wire(), entry.on_discard))
             state.pending.clear()
             state.memory = 0
-        self._pending_total = 0
+        self._in_hand.count = 0
         if lost:
             self._discard(lost, "shutdown")
         if not alive:  # a worker stuck in a request keeps its connections until exit
             self._sender.close()
-            for spool in (self._spool, self._worker_spool):
-                if spool is not None:
-                    spool.close()
+            if self._spooled is not None:
+                self._spooled.close()
         return left
 
     @property
@@ -404,7 +404,11 @@ class DeliveryEngine(Worker):
 
     def outstanding(self) -> int:
         """Records not yet delivered: queued, being sent, or in the spool for known keys."""
-        return len(self._queue) + self._pending_total + self._spool_known
+        return len(self._queue) + self._in_hand.count + self._spool_known()
+
+    def _spool_known(self) -> int:
+        spooled = self._spooled
+        return 0 if spooled is None else spooled.known
 
     @property
     def dead_letters(self) -> deque[tuple[dict[str, Any], str]]:
@@ -445,15 +449,28 @@ class DeliveryEngine(Worker):
             self, _drain_child, args=(weakref.ref(self),), exitpriority=100
         )
 
-    def _open_spool(self) -> Spool:
+    def _open_spool(self) -> SpoolStore:
         with self._lock:
-            if self._spool is None:
-                self._worker_spool = Spool(self.settings.db_path)
-                self._spool = Spool(
-                    self.settings.db_path, owner=self._worker_spool.owner, checkpoints=False
+            if self._spooled is None:
+                s = self.settings
+                spooled = SpoolStore(
+                    s.db_path,
+                    self._lock,
+                    self._in_hand,
+                    self._state_of,
+                    lambda target, known: self.route(target, known.lane),
+                    self._keys,
+                    self.health_counts,
+                    lease_seconds=s.lease_seconds,
+                    max_age=s.spool_max_age,
+                    backoff_max=s.backoff_max,
+                    wall=self._wall,
+                    clock=self._clock,
                 )
-                self._spool_known = self._worker_spool.count()
-            return self._spool
+                spooled.batch = self._batch_size
+                spooled.busy = self._busy
+                self._spooled = spooled
+            return self._spooled
 
     def _run(self) -> None:
         while True:

@@ -13,25 +13,24 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._protocol import (
     MAX_REQUEST_BYTES,
     Outcome,
     encode_batch,
-    encode_kept,
     encode_record,
     encode_records,
 )
 from .._records import Target, UsageRecord
 from .._secret import abbreviate
 from .health import Health, LogLimiter
-from .queued import KeyState, OnDiscard, QueuedRecord, Route, log, wire_of
+from .queued import KeyState, OnDiscard, QueuedRecord, Route, log
 from .retry import AUTH_STATUSES, Backoff, is_retryable
 from .sender import Sender
 from .settings import DeliverySettings
-from .spool import Spool
+from .stores import InHand, MemoryStore, SpoolStore, Store
 
 POISON_AFTER = 2  # whole-batch 5xx answers before the batch is bisected
 
@@ -49,17 +48,15 @@ class Worker:
     _backoff: Backoff
     _sender: Sender
     _logs: LogLimiter
-    _worker_spool: Spool | None
+    _memory: MemoryStore
+    _spooled: SpoolStore | None
+    _in_hand: InHand
     _thread: threading.Thread | None
     _stop: threading.Event
     _flushing: int
     _batch_size: int
     _capacity: int
     _avg_bytes: float
-    _pending_total: int
-    _drained: int
-    _spool_known: int
-    _last_claimed: int
     _next_owner_check: float
     health_counts: Health
 
@@ -78,9 +75,10 @@ class Worker:
         """One worker cycle at ``now`` (the engine's clock by default). Tests drive the
         engine with it instead of a thread."""
         now = self._clock() if now is None else now
-        self._drain_memory(now)
-        if self._worker_spool is not None:
-            self._claim_spool(now)
+        self._memory.claim(now)
+        spooled = self._spooled
+        if spooled is not None:
+            spooled.claim(now)
         flushing = self._flushing > 0 or self._stop.is_set()
         for state in list(self._states.values()):
             while state.pending and state.next_attempt <= now:
@@ -93,11 +91,10 @@ class Worker:
                     break
                 self._send(state, now)
                 now = max(now, self._clock())
-        if self._worker_spool is not None and now >= self._next_owner_check:
+        if spooled is not None and now >= self._next_owner_check:
             self._next_owner_check = now + 30.0
-            self._worker_spool.free_dead_owners()
-            with self._lock:
-                self._spool_known = self._count_known()
+            spooled.worker.free_dead_owners()
+            spooled.recount()
 
     def _sleep_time(self) -> float | None:
         now = self._clock()
@@ -108,9 +105,10 @@ class Worker:
         for state in list(self._states.values()):
             if state.pending:
                 waits.append(max(0.0, state.next_attempt - now) or poll)
-        if self._worker_spool is not None:
+        spooled = self._spooled
+        if spooled is not None:
             # Right after a claim that found rows, more are likely ready: go on at once.
-            waits.append((0.0 if self._last_claimed else poll) if self._spool_known else 1.0)
+            waits.append((0.0 if spooled.last_claimed else poll) if spooled.known else 1.0)
         return min(waits) if waits else None
 
     def _state_of(self, route: Route) -> KeyState:
@@ -120,69 +118,25 @@ class Worker:
             state.batch_limit = self._batch_size
         return state
 
-    def _drain_memory(self, now: float) -> None:
-        queue = self._queue
-        count = len(queue)
-        done = 0
-        while done < count:
-            # Move a chunk under the lock, so a full-queue decision (also under the lock)
-            # sees every record exactly once. Encoding waits until a batch is sent.
-            with self._lock:
-                chunk = [queue.popleft() for _ in range(min(256, count - done))]
-                self._pending_total += len(chunk)
-                for record, route in chunk:
-                    state = self._state_of(route)
-                    if not state.pending:
-                        state.first_pending_at = now
-                    state.memory += 1
-                    state.pending.append(
-                        QueuedRecord(record.response_id, None, record, None, route.on_discard)
-                    )
-                self._drained += len(chunk)
-            done += len(chunk)
-        with self.health_counts.lock:
-            self.health_counts.total_drained += count
-
-    def _claim_spool(self, now: float) -> None:
-        spool = self._worker_spool
-        assert spool is not None
-        self._last_claimed = 0
-        if not self._spool_known or not self._keys:
-            return
-        busy = {
+    def _busy(self, now: float) -> set[tuple[str, str]]:
+        """The (endpoint, key) pairs whose rows must not be claimed now: backing off, or
+        with a full batch already in hand."""
+        return {
             s.route.endpoint
             for s in list(self._states.values())
             if s.next_attempt > now or len(s.pending) >= self._batch_size
         }
-        exclude = [(ref, base) for base, ref in busy]
-        rows = spool.claim(self._keys, 2 * self._batch_size, self.settings.lease_seconds, exclude)
-        wall = self._wall()
-        self._last_claimed = len(rows)
-        if not rows:
-            # Nothing claimable although we count rows: another process holds them, or
-            # they wait out a backoff. Recount, so flush() does not wait for them.
-            with self._lock:
-                self._spool_known = self._count_known()
-            return
-        for row in rows:
-            known = self._keys[row.key_ref]
-            route = known
-            if row.api_base != known.target.api_base:
-                target = Target(row.api_base, known.target.api_key, known.target.on_discard)
-                route = self.route(target, known.lane)
-            state = self._state_of(route)
-            if not state.pending:  # the batch's age is its oldest row's time in the spool
-                state.first_pending_at = now - max(0.0, wall - row.enqueued_at)
-            state.pending.append(QueuedRecord(row.response_id, row.body, None, row, None))
-        with self._lock:
-            self._pending_total += len(rows)
-            # Rows another process spooled for the same key are not in our count.
-            self._spool_known = max(0, self._spool_known - len(rows))
 
-    def _count_known(self) -> int:
-        assert self._worker_spool is not None
-        by_key = self._worker_spool.stats()["by_key"]
-        return sum(v["records"] - v["leased"] for k, v in by_key.items() if k in self._keys)
+    def _store(self, entry: QueuedRecord) -> Store:
+        spooled = self._spooled
+        return spooled if entry.row is not None and spooled is not None else self._memory
+
+    def _by_store(self, entries: Sequence[QueuedRecord]) -> list[tuple[Store, list[QueuedRecord]]]:
+        groups: dict[int, tuple[Store, list[QueuedRecord]]] = {}
+        for entry in entries:
+            store = self._store(entry)
+            groups.setdefault(id(store), (store, []))[1].append(entry)
+        return list(groups.values())
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -191,7 +145,10 @@ class Worker:
         entries: list[QueuedRecord] = []
         size = 0.0
         while state.pending and len(entries) < limit:
-            entry = state.pending[0]
+            try:
+                entry = state.pending[0]
+            except IndexError:  # the owner's backpressure took the last one just now
+                break
             cost = (self._avg_bytes if entry.body is None else len(entry.body)) + 1
             if entries and size + cost > self.settings.batch_bytes:
                 break
@@ -385,18 +342,14 @@ class Worker:
         rejected: list[tuple[QueuedRecord, str]],
         counted: bool = False,
     ) -> None:
-        """Account for entries that left for good: delivered, or dead-lettered."""
-        spool = self._worker_spool
-        acked = [e.row.id for e in delivered if e.row is not None]
-        if spool is not None and acked:
-            spool.ack(acked)
+        """Settle entries that left for good, each with its store: delivered, or
+        dead-lettered."""
+        for store, group in self._by_store(delivered):
+            store.ack(state, group)
         if rejected:
-            spooled = [(e.row, why) for e, why in rejected if e.row is not None]
-            if spool is not None and spooled:
-                spool.dead_letter(spooled)
-            memory = [(e, why) for e, why in rejected if e.row is None]
-            self._dead([(wire_of(e), state.route, why) for e, why in memory])
-            self.health_counts.dead([(wire_of(e), why) for e, why in rejected if e.row])
+            why = dict((id(e), reason) for e, reason in rejected)
+            for store, group in self._by_store([e for e, _ in rejected]):
+                store.dead_letter(state, [(e, why[id(e)]) for e in group])
             self._logs.warning(
                 "rejected",
                 "aicm: %d record(s) dead-lettered: %s",
@@ -407,67 +360,21 @@ class Worker:
         state.rejected += len(rejected)
         if not counted:
             self.health_counts.sent(len(delivered), len(rejected), self._wall())
-        memory_done = sum(1 for e in delivered if e.row is None)
-        memory_done += sum(1 for e, _ in rejected if e.row is None)
-        with self._lock:
-            self._pending_total -= len(delivered) + len(rejected)
-            state.memory -= memory_done
         if not state.pending:
             state.first_pending_at = None
 
-    def _dead(self, items: list[tuple[dict[str, Any], Route, str]]) -> None:
-        """Dead-letter memory records: kept in ``dead_letters`` (and the spool, when open)."""
-        if not items:
-            return
-        self.health_counts.dead([(wire, why) for wire, _, why in items])
-        if self._worker_spool is not None:
-            self._worker_spool.add_dead_letters(
-                (r.ref, r.target.api_base, str(w.get("response_id")), encode_kept(w), why)
-                for w, r, why in items
-            )
-
     def _retry_later(self, state: KeyState, entries: list[QueuedRecord], when: float) -> None:
         state.next_attempt = when
-        memory = [e for e in entries if e.row is None]
-        spooled = [e for e in entries if e.row is not None]
-        state.pending.extendleft(reversed(memory))
-        if spooled and self._worker_spool is not None:
-            wall = self._wall()
-            too_old = [
-                e
-                for e in spooled
-                if e.row is not None and wall - e.row.enqueued_at > self.settings.spool_max_age
-            ]
-            if too_old:
-                why = (
-                    f"not delivered within spool_max_age ({self.settings.spool_max_age:.0f} s);"
-                    f" last error: {state.last_error}"
-                )
-                self._finish(state, [], [(e, why) for e in too_old])
-                spooled = [e for e in spooled if e not in too_old]
-            # Hand leased rows back with a not-before time, so another process (or we,
-            # later) pick them up after the backoff instead of holding them.
-            self._worker_spool.release(
-                [e.row.id for e in spooled if e.row is not None], wall + (when - self._clock())
-            )
-            with self._lock:
-                self._pending_total -= len(spooled)
-                self._spool_known += len(spooled)
+        for store, group in self._by_store(entries):
+            store.release(state, group, when)
         if not state.pending:
             state.first_pending_at = None
 
     def _give_up(self, state: KeyState, entries: list[QueuedRecord], error: str) -> None:
-        memory = [e for e in entries if e.row is None]
-        spooled = [e for e in entries if e.row is not None]
-        if spooled:
-            self._retry_later(state, spooled, self._clock() + self.settings.backoff_max)
-        if memory:
-            with self._lock:
-                self._pending_total -= len(memory)
-                state.memory -= len(memory)
-            self._discard([(wire_of(e), e.on_discard) for e in memory], "retry_budget_exhausted")
-            budget = state.route.lane.retry_budget
-            self.health_counts.failed(f"gave up after {budget:g} s: {error}")
+        for store, group in self._by_store(entries):
+            store.expire(state, group, error)
+        if not state.pending:
+            state.first_pending_at = None
         state.next_attempt = self._clock() + self._backoff.delay(state.attempts)
 
     def _discard(self, items: list[tuple[dict[str, Any], OnDiscard | None]], reason: str) -> None:
@@ -506,9 +413,9 @@ class Worker:
             for s in states
         }
         spool: dict[str, Any] | None = None
-        if self._worker_spool is not None:
+        if self._spooled is not None:
             with contextlib.suppress(Exception):
-                stats = self._worker_spool.stats()
+                stats = self._spooled.worker.stats()
                 stats["waiting_for_unknown_key"] = sum(
                     v["records"] for k, v in stats["by_key"].items() if k not in self._keys
                 )
@@ -518,7 +425,7 @@ class Worker:
         thread = self._thread
         counts = self.health_counts.snapshot()
         hc = self.health_counts
-        in_memory = len(self._queue) + self._pending_total
+        in_memory = len(self._queue) + self._in_hand.count
         enqueued = hc.total_drained + len(self._queue) + hc.spool_put + hc.immediate_sent
         oldest_age = round(max(oldest), 3) if oldest else (0.0 if not queued else None)
         return {
