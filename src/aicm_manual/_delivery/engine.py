@@ -10,8 +10,9 @@
 
 The hot path appends ``(record, route)`` to a deque (atomic under the GIL) and wakes the
 worker only when the queue was empty or a batch has filled. The worker (``worker.py``)
-owns everything else, settling each record with its store (``stores.py``). Isolation is by (endpoint, key): flushes count, drops take and
-callbacks receive only the caller's own records.
+owns everything else, settling each record with its store (``stores.py``). Isolation
+is by (endpoint, key): flushes count, drops take and callbacks receive only the caller's
+own records.
 """
 
 from __future__ import annotations
