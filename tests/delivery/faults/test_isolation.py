@@ -194,3 +194,33 @@ def test_spooled_rows_past_spool_max_age_become_dead_letters_with_the_reason(
     [reason] = reasons
     assert "spool_max_age" in reason
     assert "refused" in reason.lower() or "failed" in reason.lower(), reason
+
+
+def test_memory_backpressure_stays_within_the_owner(schemas_dir: Path) -> None:
+    """A full memory queue under backpressure drops the tracker's own record, never another's."""
+    quiet = {"queue_size": 1000, "batch_interval": 60, "backoff_initial": 60, "backoff_max": 60}
+    url = closed_port_url()
+    a_dropped: list[str] = []
+    b_dropped: list[str] = []
+    tenant_a = make_tracker(
+        schemas_dir,
+        url,
+        key="tenant-a",
+        delivery_on_full="backpressure",
+        on_discard=lambda records, reason: a_dropped.extend(r["response_id"] for r in records),
+        delivery_options=quiet,
+    )
+    tenant_b = make_tracker(
+        schemas_dir,
+        url,
+        key="tenant-b",
+        delivery_on_full="backpressure",
+        on_discard=lambda records, reason: b_dropped.extend(r["response_id"] for r in records),
+        delivery_options=quiet,
+    )
+    for i in range(1000):
+        tenant_a.track(USAGE, response_id=f"a-{i}")
+    tenant_b.track(USAGE, response_id="b-0")
+    assert a_dropped == []
+    assert b_dropped == ["b-0"]
+    assert get_global_delivery_health()["discarded_by_reason"] == {"queue_full": 1}
