@@ -182,3 +182,11 @@ def test_invalid_delivery_settings_name_the_variable(env: dict[str, str], messag
 def test_unknown_delivery_option_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="unknown delivery settings"):
         DeliverySettings.resolve({"batch_sise": 3}, environ={})
+
+
+def test_retry_after_is_floored_at_half_the_initial_backoff() -> None:
+    """Retry-After: 0 (or any tiny value) waits at least backoff_initial / 2."""
+    fixed = Backoff(0.5, 30.0, jitter=lambda: 1.0)
+    assert fixed.delay(1, retry_after=0.0) == 0.25
+    assert fixed.delay(5, retry_after=0.1) == 0.25
+    assert fixed.delay(1, retry_after=0.3) == 0.3
