@@ -761,7 +761,7 @@ def fmt(value: Any, spec: str = ".1f", missing: str = "-") -> str:
 
 
 def table(headers: list[str], rows: list[list[str]], left: int = 1) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
         out = [c.ljust(widths[i]) if i < left else c.rjust(widths[i]) for i, c in enumerate(cells)]

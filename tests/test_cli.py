@@ -383,3 +383,63 @@ def test_every_queue_subcommand_and_option_is_documented_in_docs_cli_md() -> Non
         options = {o for a in sub._actions for o in a.option_strings} - {"-h", "--help"}
         missing += [f"{name} {o}" for o in sorted(options) if f"`{o}" not in doc]
     assert missing == []
+
+
+def test_stats_into_a_closed_pipe_ends_without_a_traceback(spool_path: Path) -> None:
+    """`queue stats --json | head -1`: the CLI exits 0 and prints no BrokenPipeError."""
+    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert reader.stdin is not None
+    env = {**os.environ, "AICM_INI_PATH": "/nonexistent/AICM.INI"}
+    big = ["--db", str(spool_path)]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from aicm_manual.cli import main\n"
+            "time.sleep(0.5)\n"  # head has read its byte and gone by then
+            "for _ in range(200):\n"
+            "    code = main(['queue', 'list', '--json', *sys.argv[1:]])\n"
+            "sys.exit(code)\n",
+            *big,
+        ],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    reader.stdin.close()
+    reader.wait(timeout=10)
+    assert "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0
+
+
+def test_salvage_refuses_to_overwrite(
+    spool_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`queue salvage` writes only a new file: an existing DST is an error, left untouched."""
+    dst = tmp_path / "exists.db"
+    dst.write_bytes(b"keep me")
+    code, _, err = run(capsys, "queue", "salvage", str(spool_path), str(dst))
+    assert code == 1
+    assert "exists" in err
+    assert dst.read_bytes() == b"keep me"
+
+
+def test_salvage_of_a_sound_spool_copies_every_row(
+    spool_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sound spool is copied whole: 4 queued rows less the dead one, 2 dead letters."""
+    dst = tmp_path / "copy.db"
+    code, out, _ = run(capsys, "queue", "salvage", str(spool_path), str(dst))
+    assert code == 0
+    assert "copied 3 queued record(s) and 2 dead letter(s)" in out
+    assert "0 row(s) could not be read" in out
+    copy = Spool(dst, create=False)
+    try:
+        assert sorted(r.response_id for r in copy.rows()) == ["resp-1", "resp-2", "resp-3"]
+    finally:
+        copy.close()

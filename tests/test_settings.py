@@ -138,3 +138,11 @@ def test_a_key_http_cannot_carry_is_refused_without_showing_it(key: str) -> None
         Settings.resolve(aicm_api_key=key, environ={"AICM_INI_PATH": "/nonexistent"})
     assert "SECRETPART" not in str(caught.value)
     assert "argument aicm_api_key" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["sk-a\nSECRETPART", "sk-\u20acSECRETPART"])
+def test_a_secret_key_is_checked_for_headers_too(key: str) -> None:
+    """A key passed as a Secret is refused like a string when a header cannot carry it."""
+    with pytest.raises(ConfigError) as info:
+        Settings.resolve(aicm_api_key=Secret(key), environ={})
+    assert "SECRETPART" not in str(info.value)

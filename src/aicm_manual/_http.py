@@ -54,6 +54,7 @@ class HttpClient:
         api_key: Secret | None = None,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        timeout: float | None = None,
     ) -> HttpResponse:
         sent = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if headers:
@@ -62,7 +63,12 @@ class HttpClient:
             sent["Authorization"] = f"Bearer {api_key.reveal()}"
         try:
             resp = self._session.request(
-                method, url, headers=sent, data=body, timeout=self._timeout, allow_redirects=False
+                method,
+                url,
+                headers=sent,
+                data=body,
+                timeout=self._timeout if timeout is None else timeout,
+                allow_redirects=False,
             )
         except self._requests.RequestException as exc:
             # The key travels in a header, which requests never puts in its messages.

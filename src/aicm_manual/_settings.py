@@ -165,6 +165,10 @@ def _api_key(found: Found | None) -> Secret | None:
     if found is None:
         return None
     if isinstance(found.value, Secret):
+        # A Secret made elsewhere is checked too: every path a key takes ends in a header.
+        problem = header_problem(found.value.reveal())
+        if problem:
+            raise ConfigError(f"setting {found.where}: the API key {problem}.")
         return found.value
     text = str(found.value).strip()
     if not text:

@@ -12,6 +12,7 @@ records naming another service or config find theirs once and keep it (a route).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,7 @@ from ._batch_input import BatchRecord, batch_answer
 from ._configs.model import ServiceConfig, UsageConfig
 from ._configs.routing import Routes
 from ._configs.sources import ConfigSource, DirectoryConfigSource, shared_http_source
-from ._delivery.engine import DeliveryEngine
+from ._delivery.modes import EngineDelivery, Mode
 from ._delivery.process import get_global_delivery
 from ._delivery.queued import OnDiscard
 from ._delivery.settings import DeliverySettings, DeliveryType, OnFull
@@ -128,13 +129,14 @@ class Tracker(_llm_track.LlmHelpers):
                 "on_full": delivery_on_full,
                 "db_path": db_path,
             },
+            arguments={"on_full": "delivery_on_full"},
             sources=self.settings.sources,
         )
-        self._engine: DeliveryEngine | None = None
+        self._mode: EngineDelivery | None = None
         if delivery is None:
-            self._engine = get_global_delivery(self.delivery_settings)
-            self._engine.register(self._target)
-            delivery = self._engine.mode_delivery(self.delivery_settings.delivery_type)
+            engine = get_global_delivery(self.delivery_settings)
+            route = engine.route(self._target, self.delivery_settings.lane())
+            delivery = self._mode = Mode(engine, self.delivery_settings.delivery_type, route)
         self._delivery: Delivery = delivery
         self._submit = delivery.submit
         self._closed = False
@@ -243,6 +245,8 @@ class Tracker(_llm_track.LlmHelpers):
         self._submit(record, self._target)
         if self.settings.log_bodies:
             self._log_body(record)
+        elif log.isEnabledFor(logging.DEBUG):  # a cached lookup when DEBUG is off
+            log.debug("aicm: queued %s (%s)", record.response_id, record.service_id)
         return record.response_id
 
     def _log_body(self, record: UsageRecord) -> None:
@@ -304,11 +308,10 @@ class Tracker(_llm_track.LlmHelpers):
         ids = [r.response_id for r in built]
         if not built:
             return {"queued": 0, "response_ids": []}
-        mode = self.delivery_settings.delivery_type
-        if self._engine is not None and mode is DeliveryType.IMMEDIATE:
-            return batch_answer(ids, self._engine.send_batch_now(built, self._target))
-        if self._engine is not None and mode is DeliveryType.PERSISTENT_QUEUE:
-            self._engine.submit_durable_many(built, self._target)
+        if self._mode is not None:
+            outcomes = self._mode.submit_many(built, self._target)
+            if outcomes is not None:
+                return batch_answer(ids, outcomes)
         else:
             for record in built:
                 self._submit(record, self._target)
@@ -362,14 +365,12 @@ class Tracker(_llm_track.LlmHelpers):
     def _may_block(self, records: int) -> bool:
         """Whether tracking ``records`` now could wait: a request (immediate), or room in a
         full queue under the ``block`` policy. Such calls leave the event loop."""
-        engine = self._engine
-        if engine is None:
+        mode = self._mode
+        if mode is None:
             return False
         if self.delivery_settings.delivery_type is DeliveryType.IMMEDIATE:
             return True
-        return self.delivery_settings.on_full is OnFull.BLOCK and not engine.has_room(
-            self.delivery_settings.delivery_type, records
-        )
+        return self.delivery_settings.on_full is OnFull.BLOCK and not mode.has_room(records)
 
     async def aflush(self, timeout: float | None = None) -> int:
         import asyncio

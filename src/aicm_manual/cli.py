@@ -4,6 +4,7 @@
     aicm-manual queue list --dead --limit 20     # rejected records and why
     aicm-manual queue requeue --id 4 --id 7      # send those dead letters again
     aicm-manual queue purge --dead --all --yes   # forget every dead letter
+    aicm-manual queue salvage SRC DST            # copy a damaged spool's readable rows
 
 The spool is ``--db PATH``, else ``AICM_DB_PATH``, else ``db_path`` in the ``[delivery]``
 section of the INI file (``--ini PATH``, else ``AICM_INI_PATH``, else the default), resolved
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ._delivery.settings import DeliverySettings
-from ._delivery.spool import Spool, SpoolRow
+from ._delivery.spool import Spool, SpoolRow, salvage
 from ._secret import abbreviate
 from ._settings import DEFAULT_INI_PATH, Settings
 from .errors import AicmError
@@ -54,6 +55,22 @@ def main(
     env = os.environ if environ is None else environ
     if args.command != "queue":
         return _server_command(args)
+    try:
+        return _queue_command(args, env, clock)
+    except BrokenPipeError:
+        # The reader went away (``| head``): what it wanted was printed. Point stdout at
+        # devnull so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _queue_command(
+    args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float]
+) -> int:
+    if args.action == "salvage":
+        return _salvage(args)
     try:
         spool = _open_existing(args, env, clock)
         try:
@@ -142,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(purge, "row")
     purge.add_argument("--yes", action="store_true", help="confirm --all")
     purge.set_defaults(run=_purge)
+
+    rescue = actions.add_parser(
+        "salvage", help="copy the readable rows of a damaged spool into a new spool file"
+    )
+    rescue.add_argument("src", metavar="SRC", help="the damaged spool file")
+    rescue.add_argument("dst", metavar="DST", help="the new spool file (must not exist)")
     return parser
 
 
@@ -193,6 +216,19 @@ def _open_existing(
 
 
 # -- commands -------------------------------------------------------------------------------
+
+
+def _salvage(args: argparse.Namespace) -> int:
+    try:
+        counts = salvage(args.src, args.dst)
+    except AicmError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"copied {counts['records']} queued record(s) and {counts['dead_letters']} dead"
+        f" letter(s) to {args.dst}; {counts['unreadable']} row(s) could not be read"
+    )
+    return 0
 
 
 def _stats(spool: Spool, args: argparse.Namespace, now: float) -> None:

@@ -163,7 +163,9 @@ class StubTransport:
     def __init__(self, stub: CollectorStub) -> None:
         self.stub = stub
 
-    def send(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResponse:
+    def send(
+        self, target: Target, body: bytes, headers: dict[str, str], *, timeout: float = 10.0
+    ) -> HttpResponse:
         key = None if target.api_key is None else target.api_key.reveal()
         lowered = {k.lower(): v for k, v in headers.items()}
         try:

@@ -198,3 +198,52 @@ def test_shared_source_serves_concurrent_trackers_with_one_request(
     assert len(results) == 8
     assert len({id(r) for r in results}) == 1
     assert len(config_server.seen) == 1
+
+
+def test_http_keeps_a_last_good_copy_and_revalidates_it_with_its_etag(
+    config_server: ConfigServer, tmp_path: Path
+) -> None:
+    """A fresh process's source revalidates the saved copy (304) instead of downloading it."""
+    first = HttpConfigSource(config_server.url, None, ttl=60, cache_dir=tmp_path)
+    assert first.get("heygen").config_id == "heygen"
+    config_server.seen.clear()
+    second = HttpConfigSource(config_server.url, None, ttl=60, cache_dir=tmp_path)
+    assert second.get("heygen").config_id == "heygen"
+    [(path, headers)] = config_server.seen
+    assert path == "/api/v1/configs/heygen"
+    assert headers.get("if-none-match") == config_server.etag("heygen")
+
+
+def test_http_uses_the_saved_copy_while_the_collector_fails(
+    config_server: ConfigServer, tmp_path: Path
+) -> None:
+    """A 5xx from the collector falls back to the last good copy on disk."""
+    HttpConfigSource(config_server.url, None, ttl=60, cache_dir=tmp_path).get("heygen")
+    config_server.force_status = 503
+    later = HttpConfigSource(config_server.url, None, ttl=60, cache_dir=tmp_path)
+    assert later.get("heygen").config_id == "heygen"
+
+
+def test_http_no_copy_and_no_collector_is_one_line_naming_schemas_dir(tmp_path: Path) -> None:
+    """Never fetched and unreachable: one line that says how to run offline."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    source = HttpConfigSource(f"http://127.0.0.1:{port}", None, ttl=60, cache_dir=tmp_path)
+    with pytest.raises(ConfigFetchError) as info:
+        source.get("heygen")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "connection refused" in message
+    assert "schemas_dir" in message
+
+
+def test_http_401_without_a_key_says_no_key_was_given(config_server: ConfigServer) -> None:
+    """A 401 when no key is configured is not reported as a refused key."""
+    config_server.api_key = "sk-needed"
+    source = HttpConfigSource(config_server.url, None, ttl=60)
+    with pytest.raises(ConfigFetchError, match="none was given") as info:
+        source.get("heygen")
+    assert "refused" not in str(info.value)

@@ -86,16 +86,16 @@ def test_engine_waits_exactly_the_retry_after() -> None:
     stub.script.append(Scripted(status=503, headers={"Retry-After": "7"}))
     engine = manual_engine(stub, clock, batch_interval=0.0)
     engine.submit(record("a"), TARGET)
-    engine._cycle()
+    engine.run_once()
     assert len(stub.requests) == 0  # the scripted 503 is not a stored request
     assert engine.health()["per_key"]["anonymous@http://collector.invalid"][
         "backoff_remaining_s"
     ] == pytest.approx(7.0)
     clock.now += 6.9
-    engine._cycle()
+    engine.run_once()
     assert stub.records() == []
     clock.now += 0.1
-    engine._cycle()
+    engine.run_once()
     assert [r["response_id"] for r in stub.records()] == ["a"]
     assert engine.total_retries == 1
 
@@ -107,14 +107,14 @@ def test_engine_backs_off_exponentially_per_key() -> None:
     engine.submit(record("a"), TARGET)
     waits = []
     for _ in range(3):
-        engine._cycle()
-        state = engine._states[TARGET]
+        engine.run_once()
+        state = engine.key_state(TARGET)
         waits.append(state.next_attempt - clock.now)
         clock.now = state.next_attempt
-    engine._cycle()
+    engine.run_once()
     assert waits == [1.0, 2.0, 4.0]
     assert [r["response_id"] for r in stub.records()] == ["a"]
-    assert engine._states[TARGET].attempts == 0  # reset by the success
+    assert engine.key_state(TARGET).attempts == 0  # reset by the success
 
 
 def test_a_throttled_key_does_not_stall_another() -> None:
@@ -126,9 +126,9 @@ def test_a_throttled_key_does_not_stall_another() -> None:
     slow = Target("http://collector.invalid", Secret("key-slow"))
     fast = Target("http://collector.invalid", Secret("key-fast"))
     engine.submit(record("s"), slow)
-    engine._cycle()  # the slow key gets the 429
+    engine.run_once()  # the slow key gets the 429
     engine.submit(record("f"), fast)
-    engine._cycle()
+    engine.run_once()
     assert [r["response_id"] for r in stub.records()] == ["f"]
 
 
@@ -140,8 +140,8 @@ def test_retry_budget_gives_up_on_memory_records_only_after_the_budget() -> None
     engine = manual_engine(stub, clock, batch_interval=0.0, retry_budget=10.0, backoff_max=4.0)
     engine.submit(record("a"), target)
     while not seen and clock.now < 200:
-        engine._cycle()
-        clock.now = max(clock.now, engine._states[target].next_attempt)
+        engine.run_once()
+        clock.now = max(clock.now, engine.key_state(target).next_attempt)
     assert seen == ["retry_budget_exhausted"]
     assert 110.0 <= clock.now <= 116.0  # gave up once 10 s of failing had passed
 
@@ -182,3 +182,11 @@ def test_invalid_delivery_settings_name_the_variable(env: dict[str, str], messag
 def test_unknown_delivery_option_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="unknown delivery settings"):
         DeliverySettings.resolve({"batch_sise": 3}, environ={})
+
+
+def test_retry_after_is_floored_at_half_the_initial_backoff() -> None:
+    """Retry-After: 0 (or any tiny value) waits at least backoff_initial / 2."""
+    fixed = Backoff(0.5, 30.0, jitter=lambda: 1.0)
+    assert fixed.delay(1, retry_after=0.0) == 0.25
+    assert fixed.delay(5, retry_after=0.1) == 0.25
+    assert fixed.delay(1, retry_after=0.3) == 0.3

@@ -6,11 +6,19 @@
 The HTTP source keeps each config for a TTL and then revalidates it with its ETag
 (``If-None-Match`` -> 304), so a process asks the collector at most once per TTL per
 config. Sources for the same (base URL, key, TTL) are shared process-wide.
+
+Every config fetched is also kept on disk (the last good copy, with its ETag) under
+``$XDG_CACHE_HOME/aicm/configs`` (default ``~/.cache/aicm/configs``): a process that
+starts while the collector is down uses that copy, and revalidates it with its ETag once
+the collector answers again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +32,30 @@ from .._http import HttpClient
 from .._secret import Secret
 from ..errors import ConfigError, ConfigFetchError, ConfigNotFoundError, TransportError
 from .model import ID_PATTERN, UsageConfig
+
+log = logging.getLogger("aicm_manual.configs")
+
+
+def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
+    """Where last good config copies are kept: ``$XDG_CACHE_HOME/aicm/configs``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    return Path(base) / "aicm" / "configs"
+
+
+def _short(error: TransportError) -> str:
+    """A transport error in a few words, on one line."""
+    text = str(error)
+    for needle, words in (
+        ("Connection refused", "connection refused"),
+        ("Errno 111", "connection refused"),
+        ("timed out", "timed out"),
+        ("Name or service not known", "host not found"),
+    ):
+        if needle in text:
+            return words
+    text = " ".join(text.split())
+    return text[:160]
 
 
 class ConfigSource(Protocol):
@@ -91,8 +123,11 @@ class HttpConfigSource:
         ttl: float,
         client: HttpClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cache_dir: Path | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/")
+        scope = f"{self.api_base} {'' if api_key is None else api_key.digest}".encode()
+        self._disk = (cache_dir or default_cache_dir()) / hashlib.sha256(scope).hexdigest()[:16]
         self._key = api_key
         self._client = client if client is not None else HttpClient()
         self._fresh: cachetools.TTLCache[str, UsageConfig] = cachetools.TTLCache(
@@ -140,34 +175,90 @@ class HttpConfigSource:
 
     def _fetch(self, config_id: str) -> UsageConfig:
         url = f"{self.api_base}/api/v1/configs/{quote(config_id, safe='')}"
-        known = self._etags.get(config_id)
-        headers = {"If-None-Match": known[0]} if known else None
+        known = self._etags.get(config_id) or self._load_copy(config_id)
+        headers = {"If-None-Match": known[0]} if known and known[0] else None
         self.requests_sent += 1
         try:
             resp = self._client.request("GET", url, api_key=self._key, headers=headers)
-            if resp.status == 304 and known:
-                return known[1]
-            if resp.status == 200:
-                config = UsageConfig.from_dict(resp.json(), source=url)
-            elif resp.status == 404:
-                raise ConfigNotFoundError(config_id, self.api_base)
-            elif resp.status in (401, 403):
-                raise ConfigFetchError(
-                    f"GET {url}: the collector refused the API key (HTTP {resp.status})",
-                    resp.status,
-                )
-            else:
-                raise ConfigFetchError(f"GET {url}: HTTP {resp.status}", resp.status)
         except TransportError as exc:
-            if isinstance(exc, ConfigFetchError):
-                raise
-            raise ConfigFetchError(str(exc), exc.status) from exc
+            return self._offline(config_id, known, _short(exc), exc, None)
+        if resp.status == 304 and known:
+            self._etags[config_id] = known
+            return known[1]
+        if resp.status == 200:
+            config = UsageConfig.from_dict(resp.json(), source=url)
+        elif resp.status == 404:
+            raise ConfigNotFoundError(config_id, self.api_base)
+        elif resp.status in (401, 403):
+            why = (
+                "the collector asks for an API key and none was given (set aicm_api_key or "
+                "AICM_API_KEY)"
+                if self._key is None
+                else "the collector refused the API key"
+            )
+            raise ConfigFetchError(f"GET {url}: {why} (HTTP {resp.status})", resp.status)
+        elif resp.status >= 500 or resp.status in (408, 429):
+            return self._offline(config_id, known, f"HTTP {resp.status}", None, resp.status)
+        else:
+            raise ConfigFetchError(f"GET {url}: HTTP {resp.status}", resp.status)
         if config.config_id != config_id:
             raise ConfigError(f"{url}: answered with config {config.config_id!r}")
-        etag = resp.headers.get("etag")
-        if etag:
-            self._etags[config_id] = (etag, config)
+        etag = resp.headers.get("etag") or ""
+        self._etags[config_id] = (etag, config)
+        self._save_copy(config_id, etag, resp.body)
         return config
+
+    def _offline(
+        self,
+        config_id: str,
+        known: tuple[str, UsageConfig] | None,
+        why: str,
+        exc: TransportError | None,
+        status: int | None,
+    ) -> UsageConfig:
+        """The collector cannot answer: the last good copy, or one clear error."""
+        if known is not None:
+            log.warning(
+                "aicm: cannot fetch config %r from %s (%s); using the copy saved before",
+                config_id,
+                self.api_base,
+                why,
+            )
+            return known[1]
+        message = (
+            f"cannot fetch config {config_id!r} from {self.api_base} ({why}) and no copy of "
+            f"it was saved before; to run without the collector, pass schemas_dir= (or set "
+            f"AICM_SCHEMAS_DIR) to a folder holding {config_id}.json"
+        )
+        raise ConfigFetchError(message, status) from exc
+
+    def _copy_path(self, config_id: str) -> Path:
+        return self._disk / f"{config_id}.json"
+
+    def _load_copy(self, config_id: str) -> tuple[str, UsageConfig] | None:
+        file = self._copy_path(config_id)
+        try:
+            saved = json.loads(file.read_text(encoding="utf-8"))
+            config = UsageConfig.from_dict(saved["config"], source=str(file))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+            log.warning("aicm: ignoring the saved copy %s: %s", file, exc)
+            return None
+        if config.config_id != config_id:
+            return None
+        return str(saved.get("etag") or ""), config
+
+    def _save_copy(self, config_id: str, etag: str, body: bytes) -> None:
+        file = self._copy_path(config_id)
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            data = {"etag": etag, "config": json.loads(body)}
+            partial = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(partial, file)  # a reader never sees half a file
+        except (OSError, ValueError) as exc:
+            log.warning("aicm: cannot save a copy of config %r in %s: %s", config_id, file, exc)
 
     def close(self) -> None:
         self._client.close()

@@ -1,10 +1,15 @@
 """Delivery: records leave the process here, once the Tracker has checked them.
 
-``settings`` (what a user tunes) and ``retry`` (which answers are retried, how long to
-wait) are pure; ``spool`` is the SQLite file ``persistent_queue`` writes through;
-``queued`` holds what the engine moves around (queued records, per-key state) and the
-transport seam; ``engine`` is the one worker thread per process; ``process`` keeps that
-engine for the process (created on first use, fresh after fork, drained at exit).
+``settings`` (what a user tunes, per tracker or per process) and ``retry`` (which answers
+are retried, how long to wait) are pure; ``spool`` is the SQLite file ``persistent_queue``
+writes through; ``queued`` holds what moves around (queued records, routes, per-route
+state) and the transport seam; ``sender`` is one exchange with a collector; ``stores``
+are where queued records wait (memory or spool) and how each is settled; ``worker`` is
+the worker thread's cycle (``run_once``), batching, retries and poison isolation;
+``health`` keeps the counters; ``immediate`` sends on the caller's thread; ``engine`` is
+the one engine per process (intake, flush, close); ``modes`` is what a Tracker holds;
+``process`` keeps the engine for the process (created on first use, fresh after fork,
+drained at exit and in ``multiprocessing`` children).
 
 Knows records only as ``_records.UsageRecord`` and bytes from ``_protocol``; may import
 those, ``_http``, ``_settings``, ``_secret``, ``_logging`` and ``errors``, never

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .engine import DeliveryEngine
-from .settings import DeliverySettings, DeliveryType
+from .settings import DeliverySettings, DeliveryType, conflicts
 
 log = logging.getLogger("aicm_manual.delivery")
 
@@ -42,6 +42,11 @@ class _GlobalDelivery:
             _check_compatible(engine.settings, settings)
         return engine
 
+    def peek(self) -> DeliveryEngine | None:
+        with self.lock:
+            engine = self.engine
+        return None if engine is None or engine.closed else engine
+
     def after_fork(self) -> None:
         self.lock = threading.Lock()
 
@@ -60,10 +65,12 @@ def _check_compatible(current: DeliverySettings, wanted: DeliverySettings) -> No
             f"this process already spools to {str(current.db_path)!r}; one engine per "
             f"process cannot also spool to {str(wanted.db_path)!r}"
         )
-    if (wanted.queue_size, wanted.batch_size) != (current.queue_size, current.batch_size):
-        log.warning(
-            "aicm: the delivery engine is already running with other settings; a tracker's "
-            "queue and batch settings apply only when it creates the engine"
+    clashes = conflicts(current, wanted)
+    if clashes:
+        raise ConfigError(
+            "the process's delivery engine is already running with other process-wide "
+            "settings: " + "; ".join(clashes) + " (give every tracker the same values, or "
+            "leave them out after the first)"
         )
 
 
@@ -73,8 +80,12 @@ def get_global_delivery(settings: DeliverySettings | None = None) -> DeliveryEng
 
 
 def get_global_delivery_health() -> dict[str, Any]:
-    """A snapshot of the delivery engine's state (counts in records)."""
-    return _global.get(None).health()
+    """A snapshot of the delivery engine's state (counts in records). Before any tracker
+    has made the engine, the snapshot of an idle one: asking never fixes its settings."""
+    engine = _global.peek()
+    if engine is None:
+        return DeliveryEngine(DeliverySettings()).health()
+    return engine.health()
 
 
 def reset_global_delivery(timeout: float | None = 5.0) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 from .._http import HttpResponse
 from .._records import Target, UsageRecord
 from .._secret import NO_KEY
+from .settings import Lane
 from .spool import SpoolRow
 
 log = logging.getLogger("aicm_manual.delivery")
@@ -29,7 +29,9 @@ class Transport(Protocol):
     Raises TransportError when there is no answer (refused, timeout, reset).
     """
 
-    def send(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResponse: ...
+    def send(
+        self, target: Target, body: bytes, headers: dict[str, str], *, timeout: float
+    ) -> HttpResponse: ...
 
     def close(self) -> None: ...
 
@@ -42,9 +44,13 @@ class HttpTransport:
 
         self._client = HttpClient(timeout=timeout)
 
-    def send(self, target: Target, body: bytes, headers: dict[str, str]) -> HttpResponse:
+    def send(
+        self, target: Target, body: bytes, headers: dict[str, str], *, timeout: float
+    ) -> HttpResponse:
         url = f"{target.api_base}/api/v1/track"
-        return self._client.request("POST", url, api_key=target.api_key, headers=headers, body=body)
+        return self._client.request(
+            "POST", url, api_key=target.api_key, headers=headers, body=body, timeout=timeout
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -55,22 +61,23 @@ def key_ref(target: Target) -> str:
     return NO_KEY if target.api_key is None else target.api_key.digest
 
 
-class ModeDelivery:
-    """The engine seen through the Tracker's Delivery protocol, in one mode."""
+class Route:
+    """One tracker's way out: where, with which key, under which per-tracker settings.
 
-    __slots__ = ("_flush", "_submit")
+    Compared by identity: the engine keeps one per (target, lane), so a state per route
+    costs one dict lookup."""
 
-    def __init__(
-        self, submit: Callable[[UsageRecord, Target], None], flush: Callable[[float | None], int]
-    ) -> None:
-        self._submit = submit
-        self._flush = flush
+    __slots__ = ("endpoint", "lane", "ref", "target")
 
-    def submit(self, record: UsageRecord, target: Target) -> None:
-        self._submit(record, target)
+    def __init__(self, target: Target, lane: Lane) -> None:
+        self.target = target
+        self.lane = lane
+        self.ref = key_ref(target)
+        self.endpoint = (target.api_base, self.ref)  # what isolation is by
 
-    def flush(self, timeout: float | None = None) -> int:
-        return self._flush(timeout)
+    @property
+    def on_discard(self) -> OnDiscard | None:
+        return self.target.on_discard
 
 
 @dataclass(slots=True)
@@ -84,40 +91,33 @@ class QueuedRecord:
 
 @dataclass
 class KeyState:
-    """Per (endpoint, key): what waits, and when it may be tried again."""
+    """Per route (one tracker's endpoint, key and settings): what waits, and when it may
+    be tried again. Only the worker changes it, except the owner's backpressure drops."""
 
-    target: Target
-    key_ref: str
+    route: Route
     pending: deque[QueuedRecord] = field(default_factory=deque)
     first_pending_at: float | None = None
     next_attempt: float = 0.0
     attempts: int = 0
     failing_since: float | None = None
     parked: bool = False  # the collector refused this key (401/403): kept, tried slowly
-    batch_limit: int = 1000  # lowered when the collector answers 413
+    batch_limit: int = 1000  # halved on 400/413 or while hunting a poison record
     last_error: str | None = None
     delivered: int = 0
     rejected: int = 0
+    inflight: list[QueuedRecord] = field(default_factory=list)  # the batch being sent
+    memory: int = 0  # memory records of this route not yet settled (pending or in flight)
+    hunting: bool = False  # bisecting a batch the collector keeps failing with a 5xx
+    hunt_ok: bool = False  # a part of it went through: the collector itself works
+    hunt_left: int = 0  # records of the suspect batch not yet settled
 
+    @property
+    def target(self) -> Target:
+        return self.route.target
 
-class LogLimiter:
-    """At most one log line per kind of event per interval (drops come in bursts)."""
-
-    def __init__(self, interval: float = 30.0) -> None:
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -1e18) < self._interval:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        suppressed = self._suppressed.pop(kind, 0)
-        if suppressed:
-            message += f" ({suppressed} similar events not logged)"
-        log.warning(message, *args)
+    @property
+    def key_ref(self) -> str:
+        return self.route.ref
 
 
 def wire_of(entry: QueuedRecord) -> dict[str, Any]:

@@ -53,9 +53,12 @@ class Backoff:
     jitter: Callable[[], float] | None = None  # returns [0, 1); None means random.random
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """The wait before try number ``attempt + 1`` (``attempt`` >= 1 failures so far)."""
+        """The wait before try number ``attempt + 1`` (``attempt`` >= 1 failures so far).
+
+        A ``Retry-After`` is honoured but floored at ``initial / 2``, the shortest wait the
+        backoff itself ever makes: "0" must not turn a throttled key into a busy loop."""
         if retry_after is not None:
-            return min(retry_after, self.maximum)
+            return min(max(retry_after, self.initial / 2), self.maximum)
         base = min(self.maximum, self.initial * 2.0 ** min(attempt - 1, 62))
         r: float = random.random() if self.jitter is None else self.jitter()
         return base / 2 + base / 2 * r

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class DeliverySettings:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0  # cap on one wait, Retry-After included
     retry_budget: float = 600.0  # a mem_queue record gives up after this long failing
+    # immediate: the most track() may take in all, retries included (at most 3 retries)
+    immediate_deadline: float = 10.0
     auth_retry_interval: float = 60.0  # how often a refused key is tried again
     exit_budget: float = 5.0  # how long the atexit drain may take
     # 0 (the default) disables gzip: on a LAN it costs more CPU than it saves in time.
@@ -63,33 +65,51 @@ class DeliverySettings:
     db_path: Path = Path("~/.cache/aicm/spool.db")
     spool_size: int = 5_000_000  # rows
     lease_seconds: float = 60.0
+    # A spooled row whose endpoint stays unreachable this long becomes a dead letter.
+    spool_max_age: float = 7 * 24 * 3600.0
+    # Which fields a user gave (argument, environment or INI), as opposed to defaults.
+    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    def lane(self) -> Lane:
+        """The settings that travel with one tracker's records."""
+        return Lane(
+            self.on_full,
+            self.block_timeout,
+            self.timeout,
+            self.retry_budget,
+            self.immediate_deadline,
+        )
 
     @classmethod
     def resolve(
         cls,
         explicit: Mapping[str, object] | None = None,
         *,
+        arguments: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         sources: Sources | None = None,
     ) -> DeliverySettings:
         """Resolve every field; ``explicit`` holds arguments by field name. ``sources`` (the
-        client settings' environment and INI file) defaults to ``environ`` and no INI."""
+        client settings' environment and INI file) defaults to ``environ`` and no INI.
+        ``arguments`` names the keyword a field came in as, for error messages
+        (``{"on_full": "delivery_on_full"}``)."""
         if sources is None:
             sources = Sources(os.environ if environ is None else environ, Path("AICM.INI"), {})
         given = {k: v for k, v in (explicit or {}).items() if v is not None}
-        unknown = set(given) - {f.name for f in fields(cls)}
+        unknown = set(given) - {f.name for f in fields(cls)} | ({"given"} & set(given))
         if unknown:
             raise TypeError(f"unknown delivery settings: {sorted(unknown)}")
         values: dict[str, Any] = {}
         for name, (variable, parse) in FIELDS.items():
-            found = sources.pick(given.get(name), name, variable, "delivery", name)
+            argument = (arguments or {}).get(name, name)
+            found = sources.pick(given.get(name), argument, variable, "delivery", name)
             if found is None:
                 continue
             try:
                 values[name] = found.path() if parse is _path else parse(found.value)
             except (ValueError, TypeError) as exc:
                 raise found.invalid(str(exc)) from None
-        settings = replace(cls(), **values)
+        settings = replace(cls(), **values, given=frozenset(values))
         settings.check()
         return settings
 
@@ -109,6 +129,52 @@ class DeliverySettings:
                 f"delivery setting queue_size ({self.queue_size}) must be at least batch_size"
                 f" ({self.batch_size})"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """What travels with each tracker's records, whatever engine carries them."""
+
+    on_full: OnFull = OnFull.BLOCK
+    block_timeout: float = 10.0
+    timeout: float = 10.0
+    retry_budget: float = 600.0
+    immediate_deadline: float = 10.0
+
+
+# Settings of the one engine per process; the others travel with each tracker (Lane),
+# with delivery_type and on_discard.
+PROCESS_WIDE = (
+    "queue_size",
+    "queue_bytes",
+    "batch_size",
+    "batch_bytes",
+    "batch_interval",
+    "backoff_initial",
+    "backoff_max",
+    "auth_retry_interval",
+    "exit_budget",
+    "gzip_min_bytes",
+    "db_path",
+    "spool_size",
+    "lease_seconds",
+    "spool_max_age",
+)
+
+
+def conflicts(running: DeliverySettings, wanted: DeliverySettings) -> list[str]:
+    """The process-wide settings ``wanted`` gives with values other than the running
+    engine's, each as "name: running value, wanted value"."""
+    out: list[str] = []
+    for name in PROCESS_WIDE:
+        if name not in wanted.given:
+            continue
+        have, want = getattr(running, name), getattr(wanted, name)
+        if isinstance(have, Path):
+            have, want = have.expanduser(), Path(want).expanduser()
+        if have != want:
+            out.append(f"{name} is {str(have)!r} in the running engine, {str(want)!r} here")
+    return out
 
 
 def _positive_int(raw: object) -> int:
@@ -174,4 +240,6 @@ FIELDS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "db_path": ("AICM_DB_PATH", _path),
     "spool_size": ("AICM_DELIVERY_SPOOL_SIZE", _positive_int),
     "lease_seconds": ("AICM_DELIVERY_LEASE_SECONDS", _seconds),
+    "immediate_deadline": ("AICM_DELIVERY_IMMEDIATE_DEADLINE", _seconds),
+    "spool_max_age": ("AICM_DELIVERY_SPOOL_MAX_AGE", _seconds),
 }

@@ -112,9 +112,12 @@ class Spool:
         owner: str | None = None,
         clock: Callable[[], float] = time.time,
         create: bool = True,
+        checkpoints: bool = True,
     ) -> None:
         """Open (and with ``create``, make) a spool. ``create=False`` opens only an existing
-        spool file and changes nothing in it on opening (for inspection)."""
+        spool file and changes nothing in it on opening (for inspection).
+        ``checkpoints=False`` leaves WAL checkpoints to other connections (the worker's),
+        so callers' commits never pay for copying the log back into the file."""
         self.path = Path(path).expanduser()
         self.owner = owner or owner_id()
         self._clock = clock
@@ -127,6 +130,8 @@ class Spool:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
+            if not checkpoints:
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
             if create:
                 self._create()
             elif not self._db.execute(
@@ -214,15 +219,17 @@ class Spool:
     def count(self) -> int:
         return int(self._run(lambda db: db.execute("SELECT count(*) FROM records").fetchone()[0]))
 
-    def drop_oldest(self, n: int) -> list[SpoolRow]:
-        """Delete and return the ``n`` oldest unleased records (the backpressure policy)."""
+    def drop_oldest(self, n: int, key_ref: str, api_base: str) -> list[SpoolRow]:
+        """Delete and return the ``n`` oldest unleased records of one (endpoint, key) (the
+        backpressure policy never reaches into another owner's rows)."""
         now = self._clock()
 
         def run(db: sqlite3.Connection) -> list[SpoolRow]:
             rows = db.execute(
                 "SELECT id, key_ref, api_base, response_id, body, enqueued_at, attempts"
-                " FROM records WHERE lease_expires < ? ORDER BY id LIMIT ?",
-                (now, n),
+                " FROM records WHERE key_ref = ? AND api_base = ? AND lease_expires < ?"
+                " ORDER BY id LIMIT ?",
+                (key_ref, api_base, now, n),
             ).fetchall()
             db.executemany("DELETE FROM records WHERE id = ?", [(r[0],) for r in rows])
             return [SpoolRow(*r) for r in rows]
@@ -232,20 +239,47 @@ class Spool:
 
     # -- the worker ------------------------------------------------------------------------
 
-    def claim(self, key_refs: Collection[str], limit: int, lease_seconds: float) -> list[SpoolRow]:
-        """Lease up to ``limit`` ready rows whose key this process knows, oldest first."""
+    def count_for(self, key_ref: str, api_base: str) -> int:
+        """Rows of one (endpoint, key) this process holds or may claim."""
+        now = self._clock()
+        sql = (
+            "SELECT count(*) FROM records WHERE key_ref = ? AND api_base = ?"
+            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?)"
+        )
+        args = (key_ref, api_base, self.owner, now)
+        return int(self._run(lambda db: db.execute(sql, args).fetchone()[0]))
+
+    def claim(
+        self,
+        key_refs: Collection[str],
+        limit: int,
+        lease_seconds: float,
+        exclude: Collection[tuple[str, str]] = (),
+    ) -> list[SpoolRow]:
+        """Lease up to ``limit`` ready rows whose key this process knows, oldest first,
+        leaving out the (key_ref, api_base) pairs in ``exclude`` (backing off, or full)."""
         if not key_refs or limit <= 0:
             return []
         now = self._clock()
         marks = ",".join("?" * len(key_refs))
+        skip = ""
+        pairs: list[str] = []
+        if exclude:
+            skip = (
+                " AND (key_ref, api_base) NOT IN (VALUES "
+                + ",".join("(?, ?)" for _ in exclude)
+                + ")"
+            )
+            for ref, base in exclude:
+                pairs += [ref, base]
 
         def run(db: sqlite3.Connection) -> list[SpoolRow]:
             rows = db.execute(
                 f"UPDATE records SET lease_owner = ?, lease_expires = ?, attempts = attempts + 1"
                 f" WHERE id IN (SELECT id FROM records WHERE key_ref IN ({marks})"
-                f" AND lease_expires < ? ORDER BY id LIMIT ?)"
+                f" AND lease_expires < ?{skip} ORDER BY id LIMIT ?)"
                 f" RETURNING id, key_ref, api_base, response_id, body, enqueued_at, attempts",
-                (self.owner, now + lease_seconds, *key_refs, now, limit),
+                (self.owner, now + lease_seconds, *key_refs, now, *pairs, limit),
             ).fetchall()
             return sorted((SpoolRow(*r) for r in rows), key=lambda r: r.id)
 
@@ -402,6 +436,10 @@ class Spool:
         cursor = self._transaction(lambda db: db.execute(f"DELETE FROM {table}{where}", args))
         return int(cursor.rowcount)
 
+    def insert_rows(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run one INSERT for many rows in one transaction (salvage)."""
+        self._transaction(lambda db: db.executemany(sql, rows))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -413,3 +451,99 @@ def _selection(ids: Sequence[int] | None) -> tuple[str, tuple[int, ...]]:
     if not ids:
         return " WHERE 0", ()
     return f" WHERE id IN ({','.join('?' * len(ids))})", tuple(int(i) for i in ids)
+
+
+_SALVAGE_TABLES = {
+    "records": "key_ref, api_base, response_id, body, enqueued_at",
+    "dead_letters": "key_ref, api_base, response_id, body, reason, failed_at",
+}
+
+
+def salvage(src: str | Path, dst: str | Path) -> dict[str, int]:
+    """Copy the rows of a damaged spool that can still be read into a new spool ``dst``.
+
+    Rows are read by id in ranges; a range that fails is halved until the ids that cannot
+    be read stand alone. Leases are not copied (every row is ready again). Returns counts:
+    ``records``, ``dead_letters`` copied and ``unreadable`` row ids.
+    """
+    src, dst = Path(src).expanduser(), Path(dst).expanduser()
+    if not src.is_file():
+        raise SpoolError(f"no spool at {str(src)!r}")
+    if dst.exists():
+        raise SpoolError(f"{str(dst)!r} exists; salvage writes a new file")
+    try:
+        db = sqlite3.connect(src, timeout=30.0, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise SpoolError(f"cannot open {str(src)!r}: {exc}") from exc
+    out = Spool(dst)
+    counts = {"records": 0, "dead_letters": 0, "unreadable": 0}
+    try:
+        for table, columns in _SALVAGE_TABLES.items():
+            top = _highest_id(db, table)
+            rows: list[tuple[Any, ...]] = []
+            bad = _read_ids(db, f"SELECT id, {columns} FROM {table}", 1, top, rows)
+            counts["unreadable"] += bad
+            counts[table] = len(rows)
+            marks = ", ".join("?" * len(columns.split(",")))
+            insert = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+            out.insert_rows(insert, rows)
+    finally:
+        db.close()
+        out.close()
+    return counts
+
+
+def _highest_id(db: sqlite3.Connection, table: str) -> int:
+    found: list[int] = []
+    for sql in (f"SELECT max(id) FROM {table}", "SELECT seq FROM sqlite_sequence WHERE name = ?"):
+        try:
+            args: tuple[str, ...] = (table,) if "?" in sql else ()
+            row = db.execute(sql, args).fetchone()
+        except sqlite3.DatabaseError:
+            continue
+        if row and row[0] is not None:
+            found.append(int(row[0]))
+    return max(found, default=0)
+
+
+def _read_ids(
+    db: sqlite3.Connection, select: str, low: int, high: int, rows: list[tuple[Any, ...]]
+) -> int:
+    """Append the readable rows with ids in [low, high] to ``rows`` (without the id);
+    return how many ids could not be read. A damaged page can also yield garbage rows:
+    only rows with an id in range, seen once, and fields of the right types are kept."""
+    pending = [(low, high)]
+    bad = 0
+    seen: set[int] = set()
+    while pending:
+        lo, hi = pending.pop()
+        if lo > hi:
+            continue
+        if hi - lo >= 512:  # whole ranges first: one query per 512 ids on a sound file
+            mid = lo + 511
+            pending += [(mid + 1, hi), (lo, mid)]
+            continue
+        try:
+            found = db.execute(f"{select} WHERE id BETWEEN ? AND ? ORDER BY id", (lo, hi))
+            for row in found.fetchall():
+                if _plausible(row, lo, hi) and row[0] not in seen:
+                    seen.add(row[0])
+                    rows.append(tuple(row[1:]))
+        except sqlite3.DatabaseError:
+            if lo == hi:
+                bad += 1
+            else:
+                mid = (lo + hi) // 2
+                pending += [(mid + 1, hi), (lo, mid)]
+    return bad
+
+
+def _plausible(row: tuple[Any, ...], lo: int, hi: int) -> bool:
+    rid, key_ref, api_base, response_id, body, *rest = row
+    return (
+        isinstance(rid, int)
+        and lo <= rid <= hi
+        and all(isinstance(v, str) for v in (key_ref, api_base, response_id))
+        and isinstance(body, bytes)
+        and isinstance(rest[-1], float | int)
+    )

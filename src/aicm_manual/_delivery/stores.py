@@ -1,0 +1,258 @@
+"""Stores: where queued records wait, and what becomes of them once the worker is done.
+
+    store.claim(now)                       # move ready records into their routes' states
+    store.ack(state, entries)              # delivered: gone for good
+    store.release(state, entries, when)    # failed: try again from ``when`` (worker clock)
+    store.dead_letter(state, [(entry, why)])
+    store.expire(state, entries, error)    # failing for longer than the route allows
+    store.size()                           # records waiting, not yet in the worker's hands
+
+``MemoryStore`` holds ``mem_queue`` records (the intake deque, then the worker's hands);
+``SpoolStore`` holds ``persistent_queue`` rows in the SQLite spool. The worker sends both
+the same way and settles each record with the store it came from. Only the worker calls
+these, except ``SpoolStore.put_many`` (callers' threads, their own connection).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from .._protocol import encode_kept
+from .._records import Target, UsageRecord
+from .health import Health
+from .queued import KeyState, OnDiscard, QueuedRecord, Route, wire_of
+from .spool import Spool
+
+Discard = Callable[[list[tuple[dict[str, Any], OnDiscard | None]], str], None]
+StateOf = Callable[[Route], KeyState]
+
+
+class Store(Protocol):
+    def claim(self, now: float) -> int: ...
+
+    def ack(self, state: KeyState, entries: Sequence[QueuedRecord]) -> None: ...
+
+    def release(self, state: KeyState, entries: Sequence[QueuedRecord], when: float) -> None: ...
+
+    def dead_letter(self, state: KeyState, items: Sequence[tuple[QueuedRecord, str]]) -> None: ...
+
+    def expire(self, state: KeyState, entries: Sequence[QueuedRecord], error: str) -> None: ...
+
+    def size(self) -> int: ...
+
+
+class InHand:
+    """Records in the worker's hands (claimed, not yet settled), whatever their store."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.count = 0
+
+
+class MemoryStore:
+    def __init__(
+        self,
+        lock: threading.Lock,
+        in_hand: InHand,
+        state_of: StateOf,
+        health: Health,
+        discard: Discard,
+        spool: Callable[[], SpoolStore | None],
+    ) -> None:
+        self.queue: deque[tuple[UsageRecord, Route]] = deque()
+        self.drained = 0  # records moved from the intake queue to the worker, ever
+        self._lock = lock
+        self._in_hand = in_hand
+        self._state_of = state_of
+        self._health = health
+        self._discard = discard
+        self._spool = spool
+
+    def size(self) -> int:
+        return len(self.queue)
+
+    def claim(self, now: float) -> int:
+        queue = self.queue
+        count = len(queue)
+        done = 0
+        while done < count:
+            # Move a chunk under the lock, so a full-queue decision (also under the lock)
+            # sees every record exactly once. Encoding waits until a batch is sent.
+            with self._lock:
+                chunk = [queue.popleft() for _ in range(min(256, count - done))]
+                self._in_hand.count += len(chunk)
+                for record, route in chunk:
+                    state = self._state_of(route)
+                    if not state.pending:
+                        state.first_pending_at = now
+                    state.memory += 1
+                    state.pending.append(
+                        QueuedRecord(record.response_id, None, record, None, route.on_discard)
+                    )
+                self.drained += len(chunk)
+            done += len(chunk)
+        with self._health.lock:
+            self._health.total_drained += count
+        return count
+
+    def _settled(self, state: KeyState, count: int) -> None:
+        with self._lock:
+            self._in_hand.count -= count
+            state.memory -= count
+
+    def ack(self, state: KeyState, entries: Sequence[QueuedRecord]) -> None:
+        self._settled(state, len(entries))
+
+    def release(self, state: KeyState, entries: Sequence[QueuedRecord], when: float) -> None:
+        state.pending.extendleft(reversed(entries))  # still in hand, first in line
+
+    def dead_letter(self, state: KeyState, items: Sequence[tuple[QueuedRecord, str]]) -> None:
+        wires = [(wire_of(e), why) for e, why in items]
+        self._health.dead(wires)
+        spool = self._spool()
+        if spool is not None:  # kept on disk too, for `aicm-manual queue list --dead`
+            route = state.route
+            spool.add_dead_letters(
+                (route.ref, route.target.api_base, str(w.get("response_id")), encode_kept(w), why)
+                for w, why in wires
+            )
+        self._settled(state, len(items))
+
+    def expire(self, state: KeyState, entries: Sequence[QueuedRecord], error: str) -> None:
+        self._settled(state, len(entries))
+        self._discard([(wire_of(e), e.on_discard) for e in entries], "retry_budget_exhausted")
+        budget = state.route.lane.retry_budget
+        self._health.failed(f"gave up after {budget:g} s: {error}")
+
+
+class SpoolStore:
+    def __init__(
+        self,
+        path: Path,
+        lock: threading.Lock,
+        in_hand: InHand,
+        state_of: StateOf,
+        route_of: Callable[[Target, Route], Route],
+        keys: dict[str, Route],
+        health: Health,
+        *,
+        lease_seconds: float,
+        max_age: float,
+        backoff_max: float,
+        wall: Callable[[], float],
+        clock: Callable[[], float],
+    ) -> None:
+        self.worker = Spool(path)
+        # Callers never run a WAL checkpoint: the worker's connection does them.
+        self.callers = Spool(path, owner=self.worker.owner, checkpoints=False)
+        self.known = self.worker.count()  # rows of known keys, as of the worker's last look
+        self.last_claimed = 0
+        self._lock = lock
+        self._in_hand = in_hand
+        self._state_of = state_of
+        self._route_of = route_of
+        self._keys = keys
+        self._health = health
+        self._lease = lease_seconds
+        self._max_age = max_age
+        self._backoff_max = backoff_max
+        self._wall = wall
+        self._clock = clock
+        self.batch = 1000
+        self.busy: Callable[[float], Iterable[tuple[str, str]]] = lambda now: ()
+
+    def size(self) -> int:
+        return self.known
+
+    def put_many(self, route: Route, rows: Sequence[tuple[str, bytes]]) -> int:
+        """Commit rows before returning; the known count after them."""
+        base, ref = route.endpoint
+        with self._lock:  # so a recount by the worker never sees rows half-counted
+            self.callers.put_many(ref, base, rows)
+            self._health.spool_put += len(rows)
+            self.known += len(rows)
+            return self.known
+
+    def claim(self, now: float) -> int:
+        self.last_claimed = 0
+        if not self.known or not self._keys:
+            return 0
+        exclude = [(ref, base) for base, ref in self.busy(now)]
+        rows = self.worker.claim(self._keys, 2 * self.batch, self._lease, exclude)
+        wall = self._wall()
+        self.last_claimed = len(rows)
+        if not rows:
+            # Nothing claimable although we count rows: another process holds them, or
+            # they wait out a backoff. Recount, so flush() does not wait for them.
+            self.recount()
+            return 0
+        for row in rows:
+            known = self._keys[row.key_ref]
+            route = known
+            if row.api_base != known.target.api_base:
+                target = Target(row.api_base, known.target.api_key, known.target.on_discard)
+                route = self._route_of(target, known)
+            state = self._state_of(route)
+            if not state.pending:  # the batch's age is its oldest row's time in the spool
+                state.first_pending_at = now - max(0.0, wall - row.enqueued_at)
+            state.pending.append(QueuedRecord(row.response_id, row.body, None, row, None))
+        with self._lock:
+            self._in_hand.count += len(rows)
+            # Rows another process spooled for the same key are not in our count.
+            self.known = max(0, self.known - len(rows))
+        return len(rows)
+
+    def recount(self) -> None:
+        # Under the lock: a put_many committing meanwhile would be counted twice or lost.
+        with self._lock:
+            by_key = self.worker.stats()["by_key"]
+            self.known = sum(
+                v["records"] - v["leased"] for k, v in by_key.items() if k in self._keys
+            )
+
+    def ack(self, state: KeyState, entries: Sequence[QueuedRecord]) -> None:
+        self.worker.ack([e.row.id for e in entries if e.row is not None])
+        with self._lock:
+            self._in_hand.count -= len(entries)
+
+    def release(self, state: KeyState, entries: Sequence[QueuedRecord], when: float) -> None:
+        wall = self._wall()
+        too_old = [
+            e for e in entries if e.row is not None and wall - e.row.enqueued_at > self._max_age
+        ]
+        if too_old:
+            why = (
+                f"not delivered within spool_max_age ({self._max_age:.0f} s);"
+                f" last error: {state.last_error}"
+            )
+            self.dead_letter(state, [(e, why) for e in too_old])
+            entries = [e for e in entries if e not in too_old]
+        # Hand leased rows back with a not-before time, so another process (or we,
+        # later) pick them up after the backoff instead of holding them.
+        self.worker.release(
+            [e.row.id for e in entries if e.row is not None], wall + (when - self._clock())
+        )
+        with self._lock:
+            self._in_hand.count -= len(entries)
+            self.known += len(entries)
+
+    def dead_letter(self, state: KeyState, items: Sequence[tuple[QueuedRecord, str]]) -> None:
+        self.worker.dead_letter([(e.row, why) for e, why in items if e.row is not None])
+        self._health.dead([(wire_of(e), why) for e, why in items])
+        with self._lock:
+            self._in_hand.count -= len(items)
+
+    def expire(self, state: KeyState, entries: Sequence[QueuedRecord], error: str) -> None:
+        # A spooled row outlives retry budgets (spool_max_age bounds it): try it later.
+        self.release(state, entries, self._clock() + self._backoff_max)
+
+    def add_dead_letters(self, items: Iterable[tuple[str, str, str, bytes, str]]) -> None:
+        self.worker.add_dead_letters(items)
+
+    def close(self) -> None:
+        self.callers.close()
+        self.worker.close()

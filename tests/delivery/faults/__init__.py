@@ -1,0 +1,1 @@
+"""Fault scenarios for delivery: a loopback collector scripted to fail, real children."""
