@@ -1,1 +1,1 @@
-"""Table-driven corpora for the type-string parser and the value semantics (docs/type-strings.md)."""
+"""Table-driven corpora for the type-string parser and the value semantics (docs/type-strings)."""

@@ -1,4 +1,4 @@
-"""Type-string corpus: inputs with the canonical form or the error the grammar in docs/type-strings.md implies.
+"""Type-string corpus: inputs with the canonical form or the error the grammar implies.
 
 Every expectation here was written by hand from the grammar, the arity rules and the
 canonical-form rules (``_types`` module docstring), not copied from the parser's output:

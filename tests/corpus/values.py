@@ -1,4 +1,4 @@
-"""Value-semantics corpus: (type string, value, verdict) for every row of the table in docs/type-strings.md.
+"""Value-semantics corpus: (type string, value, verdict) for every row of the semantics table.
 
 The verdicts come from the semantics table, row by row:
 

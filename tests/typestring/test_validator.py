@@ -1,4 +1,4 @@
-"""TypeValidator: the value semantics of docs/type-strings.md, field by field and record by record."""
+"""TypeValidator: the documented value semantics, field by field and record by record."""
 
 # The schema tests pass the typing aliases (List, Optional, Union, ...) on purpose: they are
 # what users write, so the pyupgrade rules that would rewrite them do not apply here.
@@ -69,7 +69,7 @@ def test_value_corpus_covers_every_row_with_both_verdicts() -> None:
 def test_reference_interpreter_follows_the_semantics_table(
     type_string: str, value: object, verdict: bool
 ) -> None:
-    """accepts() gives the verdict the semantics table in docs/type-strings.md gives for this value."""
+    """accepts() gives the verdict the documented semantics table gives for this value."""
     assert accepts(parse(type_string), value) is verdict
 
 
