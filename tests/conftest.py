@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from aicm_manual._configs.sources import reset_shared_config_sources
 from aicm_manual.testing import CollectorStub
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# Last good config copies (offline start) go to a scratch cache, never the user's own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="aicm-test-cache-")
 
 
 @dataclass

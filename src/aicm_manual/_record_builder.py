@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ._anonymize import Anonymizer, default_anonymizer, field_set, scrub
+from ._batch_input import plain_usage
 from ._configs.routing import Route, Routes
 from ._ids import new_response_id
 from ._records import UsageRecord, check_id, copy_value, normalise_timestamp
@@ -70,6 +71,8 @@ class RecordBuilder:
         timestamp: datetime | str | None,
         anon: tuple[frozenset[str], Anonymizer] | None = None,
     ) -> UsageRecord:
+        if type(usage) is not dict:
+            usage = plain_usage(usage)  # a pydantic model instance is its model_dump
         if service_id is None and config_id is None:
             route = self._default
             if route is None:

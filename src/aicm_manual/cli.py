@@ -24,8 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._delivery.salvage import salvage
 from ._delivery.settings import DeliverySettings
-from ._delivery.spool import Spool, SpoolRow, salvage
+from ._delivery.spool import Spool, SpoolRow
 from ._secret import abbreviate
 from ._settings import DEFAULT_INI_PATH, Settings
 from .errors import AicmError

@@ -3,6 +3,7 @@
 # No "from __future__ import annotations": the classes below need real annotations, which is
 # what the converter reads (string annotations are refused, never evaluated).
 import json
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import jsonschema_rs
@@ -171,3 +172,28 @@ def test_track_batch_takes_a_model_instance_as_usage() -> None:
     with Tracker("cfg", "svc", config_source=Source(), delivery=delivery) as tracker:
         tracker.track_batch([{"usage": Usage(tokens=3, tags=["a"], latency=0.5)}])
     assert [r.usage for r in delivery.records] == [{"tokens": 3, "tags": ["a"], "latency": 0.5}]
+
+
+def test_track_accepts_a_pydantic_model_instance_as_usage() -> None:
+    """track() takes a model instance like its dict, and checks it against the schema."""
+    from aicm_manual import Tracker, UsageValidationError
+    from aicm_manual.testing import CapturingDelivery
+
+    class Chat(pydantic.BaseModel):
+        model: str
+        input_tokens: int
+        output_tokens: int
+
+    class Wrong(pydantic.BaseModel):
+        model: str
+        input_tokens: str
+
+    captured = CapturingDelivery()
+    schemas = Path(__file__).resolve().parents[2] / "schemas"
+    with Tracker("openai-chat", "openai::gpt-4o-mini", schemas_dir=schemas, delivery=captured) as t:
+        t.track(Chat(model="gpt-4o-mini", input_tokens=3, output_tokens=4))
+        with pytest.raises(UsageValidationError):
+            t.track(Wrong(model="gpt-4o-mini", input_tokens="3"))
+    assert [r.usage for r in captured.records] == [
+        {"model": "gpt-4o-mini", "input_tokens": 3, "output_tokens": 4}
+    ]
