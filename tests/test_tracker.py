@@ -209,3 +209,26 @@ def test_api_key_never_appears_in_reprs(schemas_dir: Path, delivery: CapturingDe
     for text in (repr(t), repr(t.settings), repr(delivery.targets[0]), str(delivery.records)):
         assert "sk-live-abcdef123456" not in text
     assert "[secure]" in repr(t)
+
+
+def test_customer_key_is_the_sdks_name_for_client_customer_key(schemas_dir: Path) -> None:
+    """track(customer_key=) files the record under that customer; both names must agree."""
+    from aicm_manual.testing import CapturingDelivery
+
+    captured = CapturingDelivery()
+    with Tracker(
+        "heygen", "heygen::streaming-avatar", schemas_dir=schemas_dir, delivery=captured
+    ) as t:
+        t.track({"duration": 1.0}, customer_key="acme")
+        t.track({"duration": 1.0}, customer_key="acme", client_customer_key="acme")
+        with pytest.raises(InvalidRecordError, match="disagree"):
+            t.track({"duration": 1.0}, customer_key="acme", client_customer_key="globex")
+    assert [r.client_customer_key for r in captured.records] == ["acme", "acme"]
+
+
+def test_delivery_stats_is_the_health_with_total_failed(schemas_dir: Path) -> None:
+    """tracker.delivery.stats() answers the engine's health plus the SDK's total_failed."""
+    with Tracker("heygen", "heygen::streaming-avatar", schemas_dir=schemas_dir) as t:
+        stats = t.delivery.stats()  # type: ignore[attr-defined]
+    assert stats["total_failed"] == stats["total_rejected"] + stats["total_discarded"]
+    assert "queued" in stats

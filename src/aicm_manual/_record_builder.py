@@ -139,6 +139,13 @@ def _copied(usage: Mapping[str, Any]) -> dict[str, Any]:
     return copy_value(usage if type(usage) is dict else dict(usage))  # type: ignore[no-any-return]
 
 
+def alias(name: str, value: Any, alias_value: Any) -> Any:
+    """``value`` given under its name or its SDK alias; both at once must agree."""
+    if value is not None and value != alias_value:
+        raise InvalidRecordError(f"{name}={value!r} and its alias disagree ({alias_value!r})"[:300])
+    return alias_value
+
+
 def seed_form(first: Any, second: Any, third: Any, service_id: str | None) -> tuple[Any, str]:
     """(usage, service_id) from ``track("openai::gpt-4o", usage)`` or
     ``track("openai", "gpt-4o", usage)``."""

@@ -30,7 +30,7 @@ from ._delivery.queued import OnDiscard
 from ._delivery.settings import DeliverySettings, DeliveryType, OnFull
 from ._llm import tracking as _llm_track
 from ._logging import configure_logging, log, redacted_body
-from ._record_builder import RecordBuilder, seed_form
+from ._record_builder import RecordBuilder, alias, seed_form
 from ._records import Delivery, Target, UsageRecord
 from ._secret import Secret
 from ._settings import Settings
@@ -157,6 +157,12 @@ class Tracker(_llm_track.LlmHelpers):
         return None if self.config is None else self.config.validator
 
     @property
+    def delivery(self) -> Delivery:
+        """Where this tracker's records go; with the process's engine it also answers
+        ``stats()`` (the SDK's name for the delivery health, with ``total_failed``)."""
+        return self._delivery
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -179,6 +185,7 @@ class Tracker(_llm_track.LlmHelpers):
         service_id: str | None = None,
         config_id: str | None = None,
         client_customer_key: str | None = None,
+        customer_key: str | None = None,
         context: Mapping[str, Any] | None = None,
         response_id: str | None = None,
         timestamp: datetime | str | None = None,
@@ -193,6 +200,7 @@ class Tracker(_llm_track.LlmHelpers):
         *,
         config_id: str | None = None,
         client_customer_key: str | None = None,
+        customer_key: str | None = None,
         context: Mapping[str, Any] | None = None,
         response_id: str | None = None,
         timestamp: datetime | str | None = None,
@@ -208,6 +216,7 @@ class Tracker(_llm_track.LlmHelpers):
         *,
         config_id: str | None = None,
         client_customer_key: str | None = None,
+        customer_key: str | None = None,
         context: Mapping[str, Any] | None = None,
         response_id: str | None = None,
         timestamp: datetime | str | None = None,
@@ -223,6 +232,7 @@ class Tracker(_llm_track.LlmHelpers):
         service_id: str | None = None,
         config_id: str | None = None,
         client_customer_key: str | None = None,
+        customer_key: str | None = None,
         context: Mapping[str, Any] | None = None,
         response_id: str | None = None,
         timestamp: datetime | str | None = None,
@@ -234,11 +244,14 @@ class Tracker(_llm_track.LlmHelpers):
         Raises UsageValidationError (listing every problem) for an invalid payload,
         InvalidRecordError for a bad id, context or timestamp, TrackerClosedError after
         close(). The payload is copied: changing it afterwards changes nothing.
+        ``customer_key`` is the AICostManager SDK's name for ``client_customer_key``.
         """
         if self._closed:
             raise TrackerClosedError(f"{self!r} is closed")
         if service is not None:
             usage, service_id = seed_form(usage, service, payload, service_id)
+        if customer_key is not None:
+            client_customer_key = alias("client_customer_key", client_customer_key, customer_key)
         record = self._builder.build(
             usage, service_id, config_id, client_customer_key, context, response_id, timestamp
         )

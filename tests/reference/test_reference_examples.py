@@ -222,10 +222,6 @@ NEEDS: dict[str, str] = {
     "mu01_basic": LLM_ALLOW,
     "mu09_recording": LLM_ALLOW,
     "mu10_try_finally": LLM_ALLOW,
-    "bt09_persistent_errors": "needs Tracker.delivery.stats() returning the delivery "
-    "counters with total_failed (an alias of get_global_delivery_health() for the tracker)",
-    "bt11_individual_calls": "needs Tracker.track(..., customer_key=...) as an alias of "
-    "client_customer_key (track_batch already accepts it)",
     "ae_platform_provider": "needs an any-llm PlatformProvider adapter (api_key, batch_size "
     "-> delivery batch_size, flush_interval -> batch_interval, flush_usage_events() -> "
     "flush, shutdown() -> close, async context manager, batch_queue) and OpenaiProvider",

@@ -13,7 +13,7 @@ budget, timeouts), so trackers sharing the process's engine never share those.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._protocol import Outcome
 from .._records import Target, UsageRecord
@@ -84,3 +84,10 @@ class Mode:
 
     def has_room(self, records: int = 1) -> bool:
         return self._engine.has_room(self.delivery_type, records)
+
+    def stats(self) -> dict[str, Any]:
+        """The delivery health (``get_global_delivery_health()``), plus ``total_failed``:
+        records rejected by the collector or discarded, the AICostManager SDK's name."""
+        health = self._engine.health()
+        health["total_failed"] = health["total_rejected"] + health["total_discarded"]
+        return health
