@@ -45,7 +45,12 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".LICENSE": "text/plain"}
+STATIC_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".LICENSE": "text/plain",
+}
 Build = Callable[[Storage, str, Window, Mapping[str, str]], dict[str, Any]]
 # (path, label, build, template): the navigation, in order
 VIEWS: list[tuple[str, str, Build, str]] = [

@@ -34,6 +34,7 @@
       width: width, height: 300, series: series,
       axes: [{}, {label: el.dataset.unit, size: 70}],
       scales: {x: {time: true}},
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       cursor: {drag: {x: false, y: false}}
     };
     var plot = new uPlot(opts, columns, el);
