@@ -8,11 +8,12 @@ from typing import Any
 
 from ...._records import format_timestamp_us
 from ..._ingest import cost_text
-from ..._storage.protocol import Storage
+from ..._storage.protocol import US_PER_DAY, Storage, UsageRow, whole_days
 from ..window import Window, main_currency, merge, money, series, share, totals
 from . import budgets
 
 TEMPLATE = "overview.html"
+ROLLUP_DAYS = 92  # up to this many day buckets are read from the daily rollups, one a day
 
 
 def build(
@@ -25,7 +26,7 @@ def build(
     events = sum(line.events for line in services)
     unpriced = sum(line.unpriced for line in services)
     currency = query.get("currency") or main_currency(costs)
-    rows = storage.usage(tenant, window.bucket, "service_id", since, until)  # type: ignore[arg-type]
+    rows = _usage(storage, tenant, window)
     points: dict[tuple[int, str], int] = {}
     per_bucket: dict[int, list[int]] = {}
     for row in rows:
@@ -67,3 +68,22 @@ def build(
         ],
         "budgets": budgets.burn(storage, tenant),
     }
+
+
+def _usage(storage: Storage, tenant: str, window: Window) -> list[UsageRow]:
+    """Cost per bucket and service. Day buckets of a whole-day window come from the daily
+    rollups, a day at a time: ``storage.usage`` reads every event of the window instead,
+    an order of magnitude slower on a month of events."""
+    since, until = window.since_us, window.until_us
+    days = (until - since) // US_PER_DAY
+    if (
+        window.bucket != "day"
+        or not (whole_days(since) and whole_days(until))
+        or days > ROLLUP_DAYS
+    ):
+        return storage.usage(tenant, window.bucket, "service_id", since, until)  # type: ignore[arg-type]
+    rows = []
+    for start in range(since, until, US_PER_DAY):
+        for r in storage.cost_summary(tenant, "service_id", start, start + US_PER_DAY):
+            rows.append(UsageRow(start, r.key, r.currency, r.events, r.cost_nanos, r.unpriced))
+    return rows
