@@ -47,6 +47,7 @@ class Running:
     url: str
     storage: Storage
     clock: Clock
+    database: str
 
     def api(self, path: str, key: str = KEY_A, **params: str) -> Any:
         r = requests.get(
@@ -117,9 +118,8 @@ def post(url: str, key: str, records: list[dict[str, Any]]) -> None:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The collector and its dashboard on a loopback port, seeded once per module."""
     data = tmp_path_factory.mktemp("dashboard")
-    storage, app = build(
-        f"sqlite:///{data / 'collector.db'}", SCHEMAS, [f"tenant-a:{KEY_A}", f"tenant-b:{KEY_B}"]
-    )
+    database = f"sqlite:///{data / 'collector.db'}"
+    storage, app = build(database, SCHEMAS, [f"tenant-a:{KEY_A}", f"tenant-b:{KEY_B}"])
     storage.put_key(key_digest(READ_ONLY_A), "tenant-a", frozenset({"read"}))
     storage.put_key(key_digest(INGEST_ONLY_A), "tenant-a", frozenset({"ingest"}))
     clock = Clock()
@@ -142,7 +142,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     try:
         post(url, KEY_A, demo_records(random.Random(7), CUSTOMERS_A, 1200))
         post(url, KEY_B, demo_records(random.Random(8), CUSTOMERS_B, 60))
-        yield Running(url, storage, clock)
+        yield Running(url, storage, clock, database)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
