@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import re
 
 import pytest
 import requests
@@ -248,3 +249,17 @@ def test_download_equals_the_api_events(running: Running, fmt: str) -> None:
             assert json.loads(row["usage"]) == event["usage"]
             assert row["cost"] == (event["cost"] or "")
             assert row["priced"] == str(event["priced"]).lower()
+
+
+def test_each_view_with_its_assets_stays_under_200_kb(running: Running) -> None:
+    """A view's HTML plus the static files it references weigh under 200 KB."""
+    session = sign_in(running)
+    for view in [*VIEWS, "/customer?customer=acme"]:
+        sep = "&" if "?" in view else "?"
+        page = session.get(
+            f"{running.url}/dashboard{view}{sep}from=2026-11-01&to=2026-11-08&limit=500",
+            timeout=10,
+        )
+        assets = set(re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', page.text))
+        sizes = [len(session.get(running.url + a, timeout=10).content) for a in assets]
+        assert len(page.content) + sum(sizes) < 200_000, (view, len(page.content), sizes)
