@@ -114,8 +114,8 @@ def post(url: str, key: str, records: list[dict[str, Any]]) -> None:
         assert all(x["status"] == "accepted" for x in r.json()["results"]), r.text
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+@pytest.fixture(scope="module", name="running")
+def running_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The collector and its dashboard on a loopback port, seeded once per module."""
     data = tmp_path_factory.mktemp("dashboard")
     database = f"sqlite:///{data / 'collector.db'}"

@@ -14,7 +14,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from dashboard_support import CUSTOMERS_A, KEY_A, KEY_B, WEEK, Running
+from dashboard_support import (
+    CUSTOMERS_A,
+    KEY_A,
+    KEY_B,
+    WEEK,
+    Running,
+    running_fixture,  # noqa: F401  # the `running` fixture
+)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

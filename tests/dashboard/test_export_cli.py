@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from dashboard_support import Running
+from dashboard_support import (
+    Running,
+    running_fixture,  # noqa: F401  # the `running` fixture
+)
 
 from aicm_manual.errors import StorageError
 from aicm_manual.server._dashboard.cli import add_export_command

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_support import Running
+from dashboard_support import (
+    Running,
+    running_fixture,  # noqa: F401  # the `running` fixture
+)
 
 from aicm_manual.errors import ConfigError
 from aicm_manual.server._dashboard import SECRET_ENV, export_events, load_secret

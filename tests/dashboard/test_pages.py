@@ -18,6 +18,7 @@ from dashboard_support import (
     SECRET,
     WEEK,
     Running,
+    running_fixture,  # noqa: F401  # the `running` fixture
     sign_in,
 )
 

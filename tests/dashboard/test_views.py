@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard_support import WEEK, Running
+from dashboard_support import (
+    WEEK,
+    Running,
+    running_fixture,  # noqa: F401  # the `running` fixture
+)
 
 from aicm_manual.server._dashboard.views import budgets, ingest, overview, pricing
 from aicm_manual.server._dashboard.web import Dashboard
