@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,18 @@ def running_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
     storage.put_key(key_digest(INGEST_ONLY_A), "tenant-a", frozenset({"ingest"}))
     clock = Clock()
     mount_dashboard(app, storage, SECRET, clock=clock)
+    try:
+        with serving(app) as url:
+            post(url, KEY_A, demo_records(random.Random(7), CUSTOMERS_A, 1200))
+            post(url, KEY_B, demo_records(random.Random(8), CUSTOMERS_B, 60))
+            yield Running(url, storage, clock, database)
+    finally:
+        storage.close()
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a free loopback port; yields its URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
@@ -138,25 +151,22 @@ def running_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
         assert thread.is_alive(), "the server died at start"
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
-        post(url, KEY_A, demo_records(random.Random(7), CUSTOMERS_A, 1200))
-        post(url, KEY_B, demo_records(random.Random(8), CUSTOMERS_B, 60))
-        yield Running(url, storage, clock, database)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-        storage.close()
 
 
-def sign_in(running: Running, key: str = KEY_A) -> requests.Session:
+def sign_in(running: Running | str, key: str = KEY_A) -> requests.Session:
     """A requests session signed in through the form, as a browser would."""
+    url = running if isinstance(running, str) else running.url
     session = requests.Session()
-    form = session.get(f"{running.url}/dashboard/login", timeout=10)
+    form = session.get(f"{url}/dashboard/login", timeout=10)
     csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     r = session.post(
-        f"{running.url}/dashboard/login",
+        f"{url}/dashboard/login",
         data={"key": key, "csrf": csrf},
         allow_redirects=False,
         timeout=10,

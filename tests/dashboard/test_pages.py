@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+from typing import Any
 
 import pytest
 import requests
@@ -19,10 +20,14 @@ from dashboard_support import (
     WEEK,
     Running,
     running_fixture,  # noqa: F401  # the `running` fixture
+    serving,
     sign_in,
 )
+from starlette.applications import Starlette
 
 from aicm_manual._secret import key_digest
+from aicm_manual.errors import StorageError
+from aicm_manual.server._dashboard import dashboard_routes
 from aicm_manual.server._dashboard.session import Sessions
 
 VIEWS = ["", "/customers", "/services", "/events", "/pricing", "/ingest", "/budgets"]
@@ -264,3 +269,30 @@ def test_each_view_with_its_assets_stays_under_200_kb(running: Running) -> None:
         assets = set(re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', page.text))
         sizes = [len(session.get(running.url + a, timeout=10).content) for a in assets]
         assert len(page.content) + sum(sizes) < 200_000, (view, len(page.content), sizes)
+
+
+class FailingStorage:
+    """The real storage whose summaries fail, as a database that went away would."""
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+    def cost_summary(self, *args: Any) -> Any:
+        raise StorageError("cost_summary: database is locked")
+
+
+def test_a_storage_failure_is_a_503_page(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the storage fails, the view answers 503 with its headers and logs the cause."""
+    app = Starlette(routes=dashboard_routes(FailingStorage(running.storage), secret=SECRET))
+    with serving(app) as url:
+        session = sign_in(url)
+        r = session.get(f"{url}/dashboard", params=WEEK, timeout=10)
+    assert r.status_code == 503
+    assert "storage is unavailable" in r.text
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert "database is locked" in caplog.text

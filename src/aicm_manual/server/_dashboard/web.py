@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from ..._secret import abbreviate, key_digest
+from ...errors import StorageError
 from .._storage.protocol import ApiKeyRecord, Storage
 from . import export
 from .session import Claim, Sessions
@@ -89,26 +90,44 @@ class Dashboard:
         self.static = _load_static()
 
     def routes(self) -> list[BaseRoute]:
-        pages: list[BaseRoute] = [
-            Route(PATH + path, self._page(build, template, path), methods=["GET"])
-            for path, _, build, template in VIEWS
-        ]
-        return [
-            Route("/", _home, methods=["GET"]),
-            Route(PATH + "/", _home, methods=["GET"]),
-            Route(PATH + "/login", self.login_form, methods=["GET"]),
-            Route(PATH + "/login", self.login, methods=["POST"]),
-            Route(PATH + "/logout", self.logout, methods=["POST"]),
-            *pages,
-            Route(
+        Handler = Callable[[Request], Awaitable[Response]]
+        table: list[tuple[str, Handler, str]] = [
+            ("/", _home, "GET"),
+            (PATH + "/", _home, "GET"),
+            (PATH + "/login", self.login_form, "GET"),
+            (PATH + "/login", self.login, "POST"),
+            (PATH + "/logout", self.logout, "POST"),
+            *((PATH + p, self._page(build, tpl, p), "GET") for p, _, build, tpl in VIEWS),
+            (
                 PATH + "/customer",
                 self._page(customers.build_customer, customers.CUSTOMER_TEMPLATE, "/customers"),
-                methods=["GET"],
+                "GET",
             ),
-            Route(PATH + "/events.csv", self._download("csv"), methods=["GET"]),
-            Route(PATH + "/events.jsonl", self._download("jsonl"), methods=["GET"]),
-            Route(PATH + "/static/{name}", self.asset, methods=["GET"]),
+            (PATH + "/events.csv", self._download("csv"), "GET"),
+            (PATH + "/events.jsonl", self._download("jsonl"), "GET"),
+            (PATH + "/static/{name}", self.asset, "GET"),
         ]
+        return [Route(path, self._guarded(fn), methods=[method]) for path, fn, method in table]
+
+    def _guarded(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """The handler, answering a page with the security headers when it fails: 503 when
+        the storage failed (the cause is logged), 500 for anything else."""
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except StorageError:
+                log.exception("aicm dashboard: %s: storage failed", request.url.path)
+                return self._error(request, None, "The storage is unavailable: retry later.", 503)
+            except Exception:
+                log.exception("aicm dashboard: %s failed", request.url.path)
+                return self._error(
+                    request, None, "The dashboard failed: see the collector's log.", 500
+                )
+
+        return guarded
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -236,11 +255,7 @@ class Dashboard:
                     return self._render("error.html", context, claim), 400
                 return self._render(template, {**context, **chrome, "window": window}, claim), 200
 
-            try:
-                html, status = await run_in_threadpool(work)
-            except Exception:  # the database failed: say so, log the cause, keep serving
-                log.exception("aicm dashboard: %s failed", request.url.path)
-                return self._error(request, claim, "The storage is unavailable: retry later.", 503)
+            html, status = await run_in_threadpool(work)
             return _secure(Response(html, status, media_type="text/html"), private=True)
 
         return handler
