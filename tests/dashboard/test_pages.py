@@ -296,3 +296,17 @@ def test_a_storage_failure_is_a_503_page(
     assert "storage is unavailable" in r.text
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     assert "database is locked" in caplog.text
+
+
+def test_short_windows_chart_hours(running: Running) -> None:
+    """A window of up to three days is drawn in hour buckets, each listed in the table."""
+    session = sign_in(running)
+    r = session.get(
+        f"{running.url}/dashboard", params={"from": "2026-11-02", "to": "2026-11-03"}, timeout=10
+    )
+    assert r.status_code == 200
+    assert "hour buckets" in r.text
+    hours = re.findall(r'<th scope="row">2026-11-02T(\d\d):00</th>', r.text)
+    assert len(hours) == len(set(hours)) > 12
+    data = r.text.split('id="cost-chart-data">', 1)[1].split("</script>", 1)[0]
+    assert len(json.loads(data)["x"]) == 24
