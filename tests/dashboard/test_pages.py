@@ -18,6 +18,7 @@ from dashboard_support import (
     READ_ONLY_A,
     SECRET,
     WEEK,
+    Clock,
     Running,
     running_fixture,  # noqa: F401  # the `running` fixture
     serving,
@@ -29,6 +30,7 @@ from aicm_manual._secret import key_digest
 from aicm_manual.errors import StorageError
 from aicm_manual.server._dashboard import dashboard_routes
 from aicm_manual.server._dashboard.session import Sessions
+from aicm_manual.server._dashboard.throttle import SignInThrottle
 
 VIEWS = ["", "/customers", "/services", "/events", "/pricing", "/ingest", "/budgets"]
 
@@ -263,7 +265,7 @@ def test_each_view_with_its_assets_stays_under_200_kb(running: Running) -> None:
     for view in [*VIEWS, "/customer?customer=acme"]:
         sep = "&" if "?" in view else "?"
         page = session.get(
-            f"{running.url}/dashboard{view}{sep}from=2026-11-01&to=2026-11-08&limit=500",
+            f"{running.url}/dashboard{view}{sep}from=2026-11-01&to=2026-11-08&limit=200",
             timeout=10,
         )
         assets = set(re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', page.text))
@@ -310,3 +312,40 @@ def test_short_windows_chart_hours(running: Running) -> None:
     assert len(hours) == len(set(hours)) > 12
     data = r.text.split('id="cost-chart-data">', 1)[1].split("</script>", 1)[0]
     assert len(json.loads(data)["x"]) == 24
+
+
+def test_repeated_refused_keys_are_throttled(running: Running) -> None:
+    """After ten refused keys from one address, even a good key waits (429, Retry-After)
+    until the five minutes since the first refusal have passed."""
+    clock = Clock()
+    app = Starlette(routes=dashboard_routes(running.storage, secret=SECRET, clock=clock))
+    with serving(app) as url:
+        session = requests.Session()
+        form = session.get(f"{url}/dashboard/login", timeout=10).text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+        def attempt(key: str) -> requests.Response:
+            return session.post(
+                f"{url}/dashboard/login",
+                data={"key": key, "csrf": csrf},
+                allow_redirects=False,
+                timeout=10,
+            )
+
+        for n in range(10):
+            assert attempt(f"aicm_guess_{n:04d}").status_code == 401
+        refused = attempt(KEY_A)
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["retry-after"]) <= 301
+        clock.now += 301
+        assert attempt(KEY_A).status_code == 303
+
+
+def test_the_throttle_forgets_the_oldest_addresses() -> None:
+    """The throttle keeps at most max_clients addresses, dropping the oldest first."""
+    throttle = SignInThrottle(limit=1, max_clients=2, clock=lambda: 0.0)
+    for client in ("a", "b", "c"):
+        throttle.failed(client)
+    assert throttle.retry_after("a") == 0
+    assert throttle.retry_after("b") > 0
+    assert throttle.retry_after("c") > 0

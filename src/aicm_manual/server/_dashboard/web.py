@@ -28,6 +28,7 @@ from ...errors import StorageError
 from .._storage.protocol import ApiKeyRecord, Storage
 from . import export
 from .session import Claim, Sessions
+from .throttle import SignInThrottle
 from .views import budgets, customers, events, ingest, overview, pricing, services
 from .window import Window, WindowError, parse_window
 
@@ -88,6 +89,7 @@ class Dashboard:
             lstrip_blocks=True,
         )
         self.static = _load_static()
+        self.throttle = SignInThrottle(clock=clock)
 
     def routes(self) -> list[BaseRoute]:
         Handler = Callable[[Request], Awaitable[Response]]
@@ -162,9 +164,18 @@ class Dashboard:
         key = form.get("key", "").strip()
         if not key:
             return self._login_page(request, "Enter a read key.", 400)
+        client = request.client.host if request.client else "unknown"
+        wait = self.throttle.retry_after(client)
+        if wait:
+            response = self._login_page(
+                request, f"Too many refused keys: try again in {wait} seconds.", 429
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
         digest = key_digest(key)
         record: ApiKeyRecord | None = await run_in_threadpool(self.storage.find_key, digest)
         if record is None or not _reads(record):
+            self.throttle.failed(client)
             why = "unknown key" if record is None else "no read scope"
             log.warning("aicm dashboard: sign-in refused for %s (%s)", abbreviate(digest), why)
             message = (

@@ -13,7 +13,7 @@ from .customers import _event_row
 
 TEMPLATE = "events.html"
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
+MAX_LIMIT = 200  # a page stays under 200 KB with its assets
 
 
 def filters(query: Mapping[str, str]) -> dict[str, str | None]:
