@@ -17,8 +17,9 @@ test: lint typecheck unit
 
 # The main job: an embedded collector on a free loopback port with SQLite in ./aicm-demo-data,
 # a realistic workload through Tracker, then cost reports and delivery health.
+# `make demo SERVE=1` then keeps serving the dashboard until Ctrl-C.
 demo: $(STAMP)
-	$(BIN)/aicm-manual demo --data-dir aicm-demo-data --schemas schemas
+	$(BIN)/aicm-manual demo --data-dir aicm-demo-data --schemas schemas $(if $(SERVE),--serve)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
