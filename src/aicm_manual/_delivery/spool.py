@@ -12,17 +12,15 @@ an owner that died on this host are taken back at once. Rows store a key *refere
 SHA-256), never the key. Rejected records move to ``dead_letters`` with the reason.
 
 Each Spool object is one connection guarded by its own lock; give each thread role (the
-callers, the worker, the CLI) its own Spool.
-"""
+callers, the worker, the CLI) its own Spool."""
 
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import threading
 import time
-import uuid
+import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +28,7 @@ from typing import Any
 
 from .._migrations import NewerSchemaError, apply_migrations, retry_while_locked, split_statements
 from ..errors import SpoolError
-
-_HOST = socket.gethostname()
+from .owners import owner_alive, owner_id
 
 # Spools made before migrations were recorded hold a ``meta`` table with schema_version 1;
 # migration 1 creates only what is missing, so they are taken up unchanged.
@@ -68,25 +65,6 @@ def _is_locked(exc: Exception) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
-def owner_id() -> str:
-    """``host:pid:random``: unique per process, and tells whether the owner still lives."""
-    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_alive(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != _HOST or not pid_text.isdigit():
-        return True  # another machine's process: only its lease expiry can tell
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass(frozen=True, slots=True)
 class SpoolRow:
     id: int
@@ -117,6 +95,7 @@ class Spool:
         self.owner = owner or owner_id()
         self._clock = clock
         self._lock = threading.Lock()
+        _open_spools.add(self)
         if not create and not self.path.is_file():
             raise SpoolError(f"no spool at {str(self.path)!r}")
         try:
@@ -342,7 +321,7 @@ class Spool:
                 (now,),
             ).fetchall()
         )
-        dead = [o for (o,) in owners if o != self.owner and not _owner_alive(o)]
+        dead = [o for (o,) in owners if o != self.owner and not owner_alive(o)]
         freed = 0
         for owner in dead:
 
@@ -438,6 +417,30 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+# SQLite is not safe across fork() while another thread is inside it: a child could inherit
+# its mutexes held and hang on its first statement. Every spool's lock is taken before a
+# fork, so no thread of this process is inside SQLite at that moment, and given back after.
+_open_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
+_held: list[threading.Lock] = []  # the locks taken for the fork in progress
+
+
+def _before_fork() -> None:
+    for spool in sorted(list(_open_spools), key=id):
+        spool._lock.acquire()
+        _held.append(spool._lock)
+
+
+def _after_fork() -> None:
+    while _held:
+        _held.pop().release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork
+    )
 
 
 def _selection(ids: Sequence[int] | None) -> tuple[str, tuple[int, ...]]:
