@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from .._configs.model import UsageConfig
 from .._protocol import MAX_REQUEST_BYTES
-from .._records import format_timestamp_us, normalise_timestamp
+from .._records import check_id, format_timestamp_us, normalise_timestamp
 from .._secret import key_digest
 from ..errors import AicmError, StorageError
 from ._ingest import Ingestor, PricerLike, RequestError, cost_text
@@ -96,10 +96,11 @@ class Collector:
 
         async def handler(request: Request) -> Response:
             self.requests[name] = self.requests.get(name, 0) + 1
-            auth = await self._auth(request, scope)
-            if isinstance(auth, Response):
-                return auth
             try:
+                # The key lookup reads the storage too: inside, so an outage is a 503.
+                auth = await self._auth(request, scope)
+                if isinstance(auth, Response):
+                    return auth
                 return await fn(request, auth)
             except RequestError as exc:
                 return error(exc.status, str(exc))
@@ -142,6 +143,12 @@ class Collector:
                 return error(400, "body is not valid gzip")
             if len(body) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
                 return error(413, f"decompressed body over {MAX_REQUEST_BYTES} bytes")
+            # One gzip member, whole, and nothing after it: records past its end would
+            # otherwise go unread and unanswered.
+            if not inflater.eof:
+                return error(400, "gzip body is truncated")
+            if inflater.unused_data:
+                return error(400, "gzip body has data after its end (one gzip member only)")
         prepared = self.ingestor.prepare(key.tenant, body)
         statuses = await self._db(self.storage.ingest, prepared.events) if prepared.events else []
         status, answer = self.ingestor.answer(prepared, statuses)
@@ -150,7 +157,7 @@ class Collector:
     # -- queries ----------------------------------------------------------------------------
 
     async def get_event(self, request: Request, key: ApiKeyRecord) -> Response:
-        rid = request.path_params["response_id"]
+        rid = _id(request.path_params["response_id"], "response_id")
         events = await self._db(self.storage.get_events, key.tenant, rid)
         if not events:
             return error(404, f"no event with response_id {rid!r}")
@@ -163,8 +170,8 @@ class Collector:
         events = await self._db(
             lambda: self.storage.list_events(
                 key.tenant,
-                service_id=q.get("service_id"),
-                client_customer_key=q.get("client_customer_key"),
+                service_id=_id(q.get("service_id"), "service_id"),
+                client_customer_key=_id(q.get("client_customer_key"), "client_customer_key"),
                 since_us=_time(q.get("from"), "from"),
                 until_us=_time(q.get("to"), "to"),
                 after_id=cursor,
@@ -263,7 +270,8 @@ def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerL
         Route("/api/v1/configs/{config_id}", c.route("read", c.get_config), methods=["GET"]),
         Route("/api/v1/track", c.route("ingest", c.track), methods=["POST"]),
         Route("/api/v1/events", c.route("read", c.list_events), methods=["GET"]),
-        Route("/api/v1/events/{response_id}", c.route("read", c.get_event), methods=["GET"]),
+        # ":path": an id may hold "/" (sent as %2F, which the server decodes before routing).
+        Route("/api/v1/events/{response_id:path}", c.route("read", c.get_event), methods=["GET"]),
         Route("/api/v1/costs/summary", c.route("read", c.cost_summary), methods=["GET"]),
         Route("/api/v1/usage", c.route("read", c.usage), methods=["GET"]),
         Route("/api/v1/openapi.json", c.openapi, methods=["GET"]),
@@ -292,6 +300,16 @@ def _int(text: str | None, name: str, default: int, low: int, high: int) -> int:
     if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise RequestError(400, f"{name} must be an integer from {low} to {high}")
     return int(text)
+
+
+def _id(text: str | None, name: str) -> Any:
+    """An id given as a parameter, held to the rules of a stored one (400 otherwise)."""
+    if text is None:
+        return None
+    try:
+        return check_id(name, text)
+    except AicmError as exc:
+        raise RequestError(400, str(exc)) from None
 
 
 def _time(text: str | None, name: str) -> int | None:

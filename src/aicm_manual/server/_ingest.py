@@ -29,9 +29,9 @@ import msgspec
 from .._configs.model import UsageConfig
 from .._configs.routing import config_for_record, config_for_service, remember
 from .._protocol import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, RECORD_KEYS, answer
-from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
+from .._records import BAD_ID_CHARACTERS, MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, ConfigNotFoundError
-from ._storage.protocol import IngestStatus, NewEvent, Storage
+from ._storage.protocol import IngestResult, NewEvent, Refused, Storage
 
 log = logging.getLogger("aicm_manual.server")
 
@@ -93,7 +93,8 @@ def parse_timestamp(value: object) -> int:
 
 
 def _hour_start(prefix: str) -> int | None:
-    if not _HOUR.fullmatch(prefix) or int(prefix[11:13]) > 23:
+    # Years before 1000 take the general parser, which refuses them with a reason.
+    if not _HOUR.fullmatch(prefix) or int(prefix[11:13]) > 23 or prefix[0] == "0":
         return None
     try:
         day = date.fromisoformat(prefix[:10]).toordinal() - _EPOCH_ORDINAL
@@ -212,11 +213,14 @@ class Ingestor:
             and (context is None or type(context) is dict)
         ):
             return None
+        bad = BAD_ID_CHARACTERS.search
+        if bad(service_id) or bad(response_id) or (customer is not None and bad(customer)):
+            return None
         stamp = raw.get("timestamp")
         if type(stamp) is not str:
             return None
         config_id = raw.get("config_id")
-        if config_id is not None and type(config_id) is not str:
+        if config_id is not None and (type(config_id) is not str or bad(config_id)):
             return None
         route = self._routes.get((config_id, service_id)) or self._route(config_id, service_id)
         if isinstance(route, str) or (route.is_valid is not None and not route.is_valid(usage)):
@@ -349,6 +353,11 @@ class Ingestor:
             return None, ["timestamp out of range"]
         usage_json = _encoder.encode(usage)
         context_json = None if context is None else _encoder.encode(context)
+        # NUL is the one character no backend keeps in text: refused in any string or key
+        # (JSON escapes it as a backslash and u0000; an escaped backslash before u0000 is none).
+        for name, encoded in (("usage", usage_json), ("context", context_json)):
+            if encoded is not None and _NUL in encoded and _has_nul(encoded):
+                return None, [f"{name} must not contain a NUL character in any string or key"]
         # The payload hash: the record as sent, in canonical JSON. Spliced from the parts
         # encoded for storage; the bytes equal encoding the whole list at once, so hashes
         # stored by earlier versions still tell duplicates from conflicts.
@@ -384,10 +393,20 @@ class Ingestor:
     # -- step 3: the answer, once the storage has committed ------------------------------------
 
     def answer(
-        self, prepared: Prepared, statuses: Sequence[IngestStatus]
+        self, prepared: Prepared, statuses: Sequence[IngestResult]
     ) -> tuple[int, dict[str, Any]]:
         results: list[dict[str, Any]] = []
         for index, event, status in zip(prepared.indexes, prepared.events, statuses, strict=True):
+            if isinstance(status, Refused):
+                results.append(
+                    {
+                        "index": index,
+                        "response_id": event.response_id,
+                        "status": "rejected",
+                        "errors": [status.reason],
+                    }
+                )
+                continue
             result: dict[str, Any] = {
                 "index": index,
                 "response_id": event.response_id,
@@ -407,6 +426,20 @@ class Ingestor:
             for name, n in body["summary"].items():
                 self.counts[name] = self.counts.get(name, 0) + n
         return code, body
+
+
+_NUL = b"\\u0000"
+
+
+def _has_nul(encoded: bytes) -> bool:
+    """Whether JSON text holds an escaped NUL (``\\u0000`` after an even run of backslashes)."""
+    start = encoded.find(_NUL)
+    while start >= 0:
+        slashes = len(encoded[:start]) - len(encoded[:start].rstrip(b"\\"))
+        if slashes % 2 == 0:
+            return True
+        start = encoded.find(_NUL, start + 1)
+    return False
 
 
 class Prepared:

@@ -1,0 +1,56 @@
+"""Idle or slow connections must not lock healthy clients out.
+
+The collector runs as ``aicm-manual serve`` with its open-file limit lowered to 256; the
+test then holds 300 connections open that never finish a request (half send nothing, half
+a never-ending header). A normal request must still be answered within a deadline, which
+needs header/idle timeouts and a connection cap below the file limit.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import requests
+from live import SCHEMAS, serve
+
+FILE_LIMIT = 256
+IDLE_CONNECTIONS = 300
+DEADLINE_S = 30.0  # bounds the test; generous for any reasonable header timeout
+
+
+def test_idle_connections_beyond_the_file_limit_do_not_lock_out_a_healthy_client(
+    tmp_path: Path,
+) -> None:
+    """With more idle/slow connections open than the collector has file descriptors, a
+    healthy client's GET /healthz is still answered 200 before the deadline."""
+    args = ["--database", f"sqlite:///{tmp_path / 'c.db'}", "--schemas", str(SCHEMAS)]
+    with serve(*args, cwd=tmp_path, nofile=FILE_LIMIT) as served:
+        assert served.up, served.stop()
+        port = int(served.url.rsplit(":", 1)[1])
+        idle: list[socket.socket] = []
+        try:
+            for n in range(IDLE_CONNECTIONS):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                if n % 2:  # slowloris: a request line and a header, never the blank line
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                idle.append(sock)
+            answered, tries, last = False, 0, ""
+            end = time.monotonic() + DEADLINE_S
+            while not answered and time.monotonic() < end:
+                tries += 1
+                try:
+                    r = requests.get(f"{served.url}/healthz", timeout=3)
+                    answered, last = r.status_code == 200, str(r.status_code)
+                except requests.RequestException as exc:
+                    last = f"{type(exc).__name__}: {exc}"[:200]
+                if not answered:
+                    time.sleep(0.2)  # between tries; the deadline bounds the loop
+            assert answered, (
+                f"no answer to /healthz within {DEADLINE_S} s while {IDLE_CONNECTIONS} idle"
+                f" connections were open ({tries} tries, last: {last})"
+            )
+        finally:
+            for sock in idle:
+                sock.close()
