@@ -305,3 +305,37 @@ def test_two_configs_listing_one_service_send_config_less_records_to_the_first_b
     assert not isinstance(route, str)
     assert route.config is a
     assert "configs 'a-config' and 'b-config' both list 'acme::x'" in caplog.text
+
+
+def _vendor_config(config_id: str, handling: bool) -> UsageConfig:
+    data: dict[str, Any] = {
+        "config_id": config_id,
+        "manual_usage_schema": {"n": "int"},
+        "services": [{"service_id": "acme::*"}],
+    }
+    if handling:
+        data["handling_config"] = {
+            "tracked_methods": [{"method": "messages.create", "usage_extractor": "anthropic"}]
+        }
+    return UsageConfig.from_dict(data, source="<test>")
+
+
+@pytest.mark.parametrize(
+    ("kinds", "warned"),
+    [
+        ((False, True), False),  # a plain config and a CostManager's: the plain one, by design
+        ((True, False, True), False),
+        ((False, False), True),  # two plain configs: a real ambiguity
+        ((True, True), True),  # two CostManager configs and no plain one
+    ],
+)
+def test_only_a_real_vendor_pattern_ambiguity_is_warned_about(
+    caplog: pytest.LogCaptureFixture, kinds: tuple[bool, ...], warned: bool
+) -> None:
+    """`vendor::*` in one plain config and in CostManager configs is the intended overlap
+    (the plain config takes manual records) and is not warned about; two configs of the
+    same kind listing it are."""
+    configs = [_vendor_config(f"c{n}", handling) for n, handling in enumerate(kinds)]
+    with caplog.at_level("WARNING", logger="aicm_manual.server"):
+        Ingestor(configs_by_id(configs), Pricer(configs), Accepting())  # type: ignore[arg-type]
+    assert ("list 'acme::*'" in caplog.text) is warned

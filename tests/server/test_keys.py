@@ -2,11 +2,11 @@
 
 - a key is bound to one tenant: naming it for another tenant (in the same start or at a
   later start) is refused with a clear error, never a silent re-bind;
-- keys can be given by file (ASSUMED flag ``serve --api-key-file PATH``, one
-  ``[TENANT:]KEY`` a line) or by environment (ASSUMED ``AICM_COLLECTOR_API_KEYS``);
-- ``keys list`` shows keys by reference (ASSUMED: the first 12 hex digits of the key's
-  SHA-256, as ``queue stats`` names keys) with their tenant, never the key;
-  ``keys revoke --database DB REF`` (ASSUMED) deletes one;
+- keys can be given by file (``serve --api-key-file PATH``, one
+  ``[TENANT:]KEY`` a line) or by environment (``AICM_COLLECTOR_API_KEYS``);
+- ``keys list`` shows keys by their abbreviation (``sha256:`` and 8 hex digits of the
+  key's SHA-256, as everything else names keys) with their tenant, never the key;
+  ``keys revoke --database DB REF`` deletes one;
 - ``keys create`` without an existing database names the database and refuses to create it.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import requests
 from live import HTTP_TIMEOUT, SCHEMAS, cli_env, collector, record, run_cli, serve
 
+from aicm_manual._secret import abbreviate
 from aicm_manual.server import hash_key, open_storage
 
 KEY = "aicm_live_shared_key_0123"
@@ -107,7 +108,7 @@ def test_keys_list_shows_references_and_keys_revoke_removes_one(tmp_path: Path) 
     created = run_cli("keys", "create", "--tenant", "acme", "--database", db, cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
-    ref = hash_key(key)[:12]
+    ref = abbreviate(hash_key(key))
 
     listed = run_cli("keys", "list", "--database", db, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr

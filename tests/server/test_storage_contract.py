@@ -21,6 +21,7 @@ from uuid import uuid4
 
 import pytest
 
+from aicm_manual.server._storage.keys import KeyTenantError
 from aicm_manual.server._storage.protocol import (
     US_PER_DAY,
     ApiKeyRecord,
@@ -498,14 +499,40 @@ def test_usage_groups_by_service_with_a_window(storage: Storage) -> None:
 
 
 def test_keys_put_find_replace(storage: Storage) -> None:
+    """A key is found by its hash; named again for its tenant its scopes are replaced;
+    named for another tenant it is refused, naming both, and stays where it was."""
     assert storage.find_key("h1") is None
     storage.put_key("h1", "tenant-a", frozenset({"ingest", "read"}))
     storage.put_key("h2", "tenant-b", frozenset())
     assert storage.find_key("h1") == ApiKeyRecord("tenant-a", frozenset({"ingest", "read"}))
     assert storage.find_key("h2") == ApiKeyRecord("tenant-b", frozenset())
-    storage.put_key("h1", "tenant-c", frozenset({"admin"}))
-    assert storage.find_key("h1") == ApiKeyRecord("tenant-c", frozenset({"admin"}))
+    storage.put_key("h1", "tenant-a", frozenset({"admin"}))
+    assert storage.find_key("h1") == ApiKeyRecord("tenant-a", frozenset({"admin"}))
+    with pytest.raises(KeyTenantError, match=r"'tenant-a'.*'tenant-c'"):
+        storage.put_key("h1", "tenant-c", frozenset({"admin"}))
+    assert storage.find_key("h1") == ApiKeyRecord("tenant-a", frozenset({"admin"}))
     assert storage.find_key("h2") == ApiKeyRecord("tenant-b", frozenset())
+
+
+def test_keys_list_touch_revoke(storage: Storage) -> None:
+    """Keys are listed (all, or a tenant's) with created and last-used times; a revoke
+    scoped to another tenant deletes nothing; a revoked key is no longer found."""
+    storage.put_key("a" * 64, "tenant-a", frozenset({"read"}))
+    storage.put_key("b" * 64, "tenant-b", frozenset({"ingest"}))
+    assert [(k.tenant, k.last_used_at) for k in storage.list_keys()] == [
+        ("tenant-a", None),
+        ("tenant-b", None),
+    ]
+    storage.touch_key("a" * 64)
+    [mine] = storage.list_keys("tenant-a")
+    assert mine.abbreviation == "sha256:aaaaaaaa"
+    assert mine.scopes == frozenset({"read"})
+    assert mine.last_used_at is not None
+    assert storage.revoke_key("a" * 64, "tenant-b") is False
+    assert storage.revoke_key("a" * 64, "tenant-a") is True
+    assert storage.find_key("a" * 64) is None
+    assert storage.revoke_key("a" * 64) is False
+    assert [k.tenant for k in storage.list_keys()] == ["tenant-b"]
 
 
 def test_ping(storage: Storage) -> None:

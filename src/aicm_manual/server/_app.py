@@ -35,11 +35,13 @@ from .._records import check_id, format_timestamp_us, normalise_timestamp
 from .._secret import key_digest
 from ..errors import AicmError, StorageError
 from ._ingest import Ingestor, PricerLike, RequestError, cost_text
+from ._storage.keys import KeyInfo, resolve
 from ._storage.protocol import ApiKeyRecord, Storage, StoredEvent, SummaryRow
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("aicm_manual.server")
 _json = msgspec.json.Encoder()
+_TOUCH_EVERY_S = 60.0
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -61,6 +63,7 @@ class Collector:
         self.ingestor = Ingestor(self.configs, pricer, storage)
         self.started = time.time()
         self.requests: dict[str, int] = {}
+        self.touched: dict[str, float] = {}  # key digest -> when last_used_at was written
         listing = _json.encode({"configs": [c.to_dict() for c in configs]})
         self.listing = (listing, _etag(listing))
         self.one = {c.config_id: (body := _json.encode(c.to_dict()), _etag(body)) for c in configs}
@@ -80,13 +83,17 @@ class Collector:
         header = request.headers.get("authorization", "")
         if not header.startswith("Bearer ") or not header[7:].strip():
             return error(401, "missing API key (Authorization: Bearer <key>)")
-        record: ApiKeyRecord | None = await self._db(
-            self.storage.find_key, key_digest(header[7:].strip())
-        )
+        digest = key_digest(header[7:].strip())
+        record: ApiKeyRecord | None = await self._db(self.storage.find_key, digest)
         if record is None:
             return error(401, "unknown API key")
         if scope not in record.scopes and "admin" not in record.scopes:
             return error(403, f"this key lacks the {scope!r} scope")
+        now = time.monotonic()
+        if now - self.touched.get(digest, -_TOUCH_EVERY_S) >= _TOUCH_EVERY_S:
+            # "Last used" for `keys list`, written at most once a minute per key.
+            self.touched[digest] = now
+            await self._db(self.storage.touch_key, digest)
         return record
 
     def route(
@@ -228,6 +235,24 @@ class Collector:
             }
         )
 
+    # -- keys (admin scope; a tenant's own keys only) -------------------------------------
+
+    async def list_keys(self, request: Request, key: ApiKeyRecord) -> Response:
+        found: list[KeyInfo] = await self._db(self.storage.list_keys, key.tenant)
+        return json_response({"keys": [key_info(k) for k in found]})
+
+    async def revoke_key(self, request: Request, key: ApiKeyRecord) -> Response:
+        found: list[KeyInfo] = await self._db(self.storage.list_keys, key.tenant)
+        try:
+            target = resolve(found, request.path_params["ref"])
+        except ValueError as exc:
+            raise RequestError(400, str(exc)) from None
+        except LookupError as exc:
+            raise RequestError(404, str(exc).strip("'\"")) from None
+        if not await self._db(self.storage.revoke_key, target.key_hash, key.tenant):
+            raise RequestError(404, f"no key {target.abbreviation}")
+        return json_response({"revoked": target.abbreviation})
+
     # -- probes -----------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
@@ -274,6 +299,8 @@ def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerL
         Route("/api/v1/events/{response_id:path}", c.route("read", c.get_event), methods=["GET"]),
         Route("/api/v1/costs/summary", c.route("read", c.cost_summary), methods=["GET"]),
         Route("/api/v1/usage", c.route("read", c.usage), methods=["GET"]),
+        Route("/api/v1/keys", c.route("admin", c.list_keys), methods=["GET"]),
+        Route("/api/v1/keys/{ref}", c.route("admin", c.revoke_key), methods=["DELETE"]),
         Route("/api/v1/openapi.json", c.openapi, methods=["GET"]),
         Route("/healthz", c.healthz, methods=["GET"]),
         Route("/readyz", c.readyz, methods=["GET"]),
@@ -282,6 +309,21 @@ def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerL
     app = Starlette(routes=routes)
     app.state.collector = c
     return app
+
+
+def key_info(k: KeyInfo) -> dict[str, Any]:
+    """A stored key as the API and ``keys list --json`` show it: never the key itself."""
+    return {
+        "key": k.abbreviation,
+        "tenant": k.tenant,
+        "scopes": sorted(k.scopes),
+        "created_at": _seconds_text(k.created_at),
+        "last_used_at": None if k.last_used_at is None else _seconds_text(k.last_used_at),
+    }
+
+
+def _seconds_text(seconds: float) -> str:
+    return format_timestamp_us(int(seconds * 1_000_000))
 
 
 def _etag(body: bytes) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import msgspec
 
 from .._configs.model import UsageConfig
-from .._configs.routing import config_for_record, config_for_service, remember
+from .._configs.routing import ambiguous_services, config_for_record, remember
 from .._protocol import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, RECORD_KEYS, answer
 from .._records import BAD_ID_CHARACTERS, MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, ConfigNotFoundError
@@ -134,22 +134,17 @@ class Ingestor:
         # For records without a config_id: configs in id order, searched by the client's
         # rule (config_for_service), so both sides file a record alike.
         self._by_id = sorted(configs.values(), key=lambda c: c.config_id)
-        first: dict[str, str] = {}
-        for config in self._by_id:
-            for service in config.services:
-                earlier = first.setdefault(service.service_id, config.config_id)
-                if earlier != config.config_id:
-                    # "vendor::" names no model, so only "vendor::*" entries can match it.
-                    probe = service.service_id.removesuffix("*")
-                    winner = config_for_service(self._by_id, probe)
-                    log.warning(
-                        "aicm collector: configs %r and %r both list %r; records without a"
-                        " config_id go to %r",
-                        earlier,
-                        config.config_id,
-                        service.service_id,
-                        None if winner is None else winner.config_id,
-                    )
+        for entry, holders, winner in ambiguous_services(self._by_id):
+            names = [repr(h) for h in holders]
+            log.warning(
+                "aicm collector: configs %s and %s %s list %r; records without a config_id"
+                " go to %r",
+                ", ".join(names[:-1]),
+                names[-1],
+                "both" if len(names) == 2 else "all",
+                entry,
+                winner,
+            )
 
     def handle(self, tenant: str, body: bytes) -> tuple[int, dict[str, Any]]:
         prepared = self.prepare(tenant, body)

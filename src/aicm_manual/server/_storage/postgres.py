@@ -22,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from ..._migrations import apply_migrations, split_statements
+from . import keys
 from .postgres_connections import (
     Connection,
     Connections,
@@ -215,13 +216,17 @@ class PostgresStorage:
 
     def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
         now = self._clock()
-        self._run(
-            lambda conn: conn.execute(
-                "INSERT INTO api_keys VALUES (%s, %s, %s, %s) ON CONFLICT (key_hash)"
-                " DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes",
-                (key_hash, tenant, ",".join(sorted(scopes)), now),
-            )
-        )
+        self._run(lambda conn: keys.put_key(conn.execute, "%s", key_hash, tenant, scopes, now))
+
+    def revoke_key(self, key_hash: str, tenant: str | None = None) -> bool:
+        return self._run(lambda conn: keys.revoke_key(conn.execute, "%s", key_hash, tenant))
+
+    def touch_key(self, key_hash: str) -> None:
+        now = self._clock()
+        self._run(lambda conn: keys.touch_key(conn.execute, "%s", key_hash, now))
+
+    def list_keys(self, tenant: str | None = None) -> list[keys.KeyInfo]:
+        return self._run(lambda conn: keys.list_keys(conn.execute, "%s", tenant))
 
     # -- reads ------------------------------------------------------------------------------
 

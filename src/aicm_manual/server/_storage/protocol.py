@@ -25,9 +25,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from ...errors import StorageError
+
+if TYPE_CHECKING:
+    from .keys import KeyInfo
 
 IngestStatus = Literal["accepted", "duplicate", "conflict"]
 SUM_OUT_OF_RANGE = (
@@ -260,10 +263,23 @@ class Storage(Protocol):
     ) -> list[UsageRow]: ...
 
     def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
-        """Register (or replace) an API key by its SHA-256; the key itself is never stored."""
+        """Register an API key by its SHA-256 (the key itself is never stored), or replace
+        its scopes; ``keys.KeyTenantError`` if it is bound to another tenant."""
         ...
 
     def find_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def list_keys(self, tenant: str | None = None) -> list[KeyInfo]:
+        """Every key (of ``tenant`` when given), never the key itself."""
+        ...
+
+    def revoke_key(self, key_hash: str, tenant: str | None = None) -> bool:
+        """Delete a key (only if it is ``tenant``'s, when given); whether one was."""
+        ...
+
+    def touch_key(self, key_hash: str) -> None:
+        """Record that the key was used now (``last_used_at``)."""
+        ...
 
     def ping(self) -> None:
         """Raise if the database cannot be reached (readiness)."""

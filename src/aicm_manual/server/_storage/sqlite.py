@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._migrations import apply_migrations, retry_while_locked
+from . import keys
 from .protocol import (
     US_PER_DAY,
     ApiKeyRecord,
@@ -220,13 +221,17 @@ class SqliteStorage:
 
     def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
         now = self._clock()
-        self._writer.call(
-            lambda db: db.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?) ON CONFLICT (key_hash)"
-                " DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes",
-                (key_hash, tenant, ",".join(sorted(scopes)), now),
-            )
-        )
+        self._writer.call(lambda db: keys.put_key(db.execute, "?", key_hash, tenant, scopes, now))
+
+    def revoke_key(self, key_hash: str, tenant: str | None = None) -> bool:
+        return self._writer.call(lambda db: keys.revoke_key(db.execute, "?", key_hash, tenant))
+
+    def touch_key(self, key_hash: str) -> None:
+        now = self._clock()
+        self._writer.call(lambda db: keys.touch_key(db.execute, "?", key_hash, now))
+
+    def list_keys(self, tenant: str | None = None) -> list[keys.KeyInfo]:
+        return keys.list_keys(self._reader().execute, "?", tenant)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -125,4 +125,6 @@ MIGRATIONS: list[str] = [
             unpriced = unpriced + excluded.unpriced;
     END
     """,
+    # When each key was last used (``keys list``), written at most once a minute per key.
+    "ALTER TABLE api_keys ADD COLUMN last_used_at REAL;",
 ]
