@@ -7,7 +7,8 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from live import BACKENDS, POSTGRES_URL, Api, collector, pg_url
+
+from .live import BACKENDS, POSTGRES_URL, Api, collector, pg_url
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import requests
-from live import SCHEMAS, serve
+
+from .live import SCHEMAS, serve
 
 FILE_LIMIT = 256
 IDLE_CONNECTIONS = 300

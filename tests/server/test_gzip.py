@@ -8,7 +8,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from live import Api, collector, record
+
+from .live import Api, collector, record
 
 
 def _body(*rids: str) -> bytes:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from live import Api, collector, record, statuses
+
+from .live import Api, collector, record, statuses
 
 UNCONFIGURED = "vendorx::free"  # no config lists it: any usage object, stored unpriced
 

@@ -4,7 +4,8 @@ GET /api/v1/events/{response_id}, the id percent-encoded as one path segment."""
 from __future__ import annotations
 
 import pytest
-from live import Api, record
+
+from .live import Api, record
 
 IDS = [
     "order/123",  # was 404: %2F decoded to "/" before routing

@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import requests
-from live import HTTP_TIMEOUT, SCHEMAS, cli_env, collector, record, run_cli, serve
 
 from aicm_manual._secret import abbreviate
 from aicm_manual.server import hash_key, open_storage
+
+from .live import HTTP_TIMEOUT, SCHEMAS, cli_env, collector, record, run_cli, serve
 
 KEY = "aicm_live_shared_key_0123"
 
@@ -135,3 +137,80 @@ def test_keys_create_in_another_folder_does_not_create_a_database(tmp_path: Path
     assert "collector.db" in result.stderr, result.stderr
     assert not result.stdout.strip()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_keys_create_names_the_database_and_creates_one_only_when_asked(tmp_path: Path) -> None:
+    """`keys create --create` makes a new database and says where; the key goes to stdout
+    alone, its abbreviation (never the key) to stderr."""
+    db = tmp_path / "new" / "collector.db"
+    result = run_cli(
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--database",
+        f"sqlite:///{db}",
+        "--create",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert db.is_file()
+    assert str(db) in result.stderr.replace("\n", "")
+    assert abbreviate(hash_key(key)) in result.stderr
+    assert key not in result.stderr
+
+
+def test_keys_revoke_refuses_an_unknown_or_malformed_reference(tmp_path: Path) -> None:
+    """`keys revoke` of a reference no key has, or of text that is no reference, exits
+    non-zero saying so and revokes nothing."""
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    open_storage(db).close()
+    created = run_cli("keys", "create", "--database", db, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    for ref, says in (("sha256:00000000", "no key"), ("acme", "not a key reference")):
+        result = run_cli("keys", "revoke", "--database", db, ref, cwd=tmp_path)
+        assert result.returncode != 0
+        assert says in result.stderr, result.stderr
+    listed = run_cli("keys", "list", "--database", db, "--json", cwd=tmp_path)
+    assert len(json.loads(listed.stdout)) == 1
+
+
+def test_admin_routes_list_and_revoke_the_tenants_own_keys(tmp_path: Path) -> None:
+    """GET /api/v1/keys lists the admin key's tenant's keys (abbreviations, never keys);
+    DELETE /api/v1/keys/{ref} revokes one of them, and never another tenant's key; a key
+    without the admin scope gets 403."""
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    admin, other, foreign = "aicm_admin_key_of_a", "aicm_other_key_of_a", "aicm_key_of_tenant_b"
+    with collector(
+        db, keys=(f"tenant-a:{admin}", f"tenant-a:{other}", f"tenant-b:{foreign}")
+    ) as api:
+        storage = open_storage(db)
+        try:
+            storage.put_key(hash_key(other), "tenant-a", frozenset({"read"}))
+        finally:
+            storage.close()
+
+        def call(method: str, path: str, key: str) -> requests.Response:
+            return requests.request(
+                method,
+                f"{api.url}/api/v1/{path}",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=HTTP_TIMEOUT,
+            )
+
+        listed = call("GET", "keys", admin)
+        assert listed.status_code == 200, listed.text
+        keys = listed.json()["keys"]
+        assert sorted(k["key"] for k in keys) == sorted(
+            abbreviate(hash_key(k)) for k in (admin, other)
+        )
+        assert {k["tenant"] for k in keys} == {"tenant-a"}
+        assert admin not in listed.text
+        assert call("GET", "keys", other).status_code == 403
+        assert call("DELETE", f"keys/{abbreviate(hash_key(foreign))}", admin).status_code == 404
+        revoked = call("DELETE", f"keys/{abbreviate(hash_key(other))}", admin)
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.json() == {"revoked": abbreviate(hash_key(other))}
+        assert call("GET", "events", other).status_code == 401
+        assert call("GET", "events", foreign).status_code == 200

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live import Api, collector, statuses
+
+from .live import Api, collector, statuses
 
 FIVE_BILLION = "5000000000.000000000"
 

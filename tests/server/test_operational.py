@@ -6,9 +6,10 @@ import argparse
 import socket
 from pathlib import Path
 
-from live import SCHEMAS, run_cli, serve
-
 from aicm_manual.cli import build_parser
+from aicm_manual.server._storage import disk_full_hint
+
+from .live import SCHEMAS, run_cli, serve
 
 COLLECTOR_VERBS = ("serve", "keys", "report", "demo")
 
@@ -68,3 +69,14 @@ def test_every_option_of_the_collector_verbs_has_help_text() -> None:
         for option in _options_without_help(commands.choices[verb], f"aicm-manual {verb}")
     ]
     assert missing == [], "options without help:\n" + "\n".join(missing)
+
+
+def test_a_nearly_full_disk_is_named_as_such() -> None:
+    """The hint added to a database error names the disk as full when little room is left,
+    and says nothing otherwise (SQLite itself says only "disk I/O error")."""
+    path = Path("/var/data/collector.db")
+    hint = disk_full_hint(path, free_bytes=lambda folder: 4096)
+    assert "is full" in hint
+    assert "4096 bytes free" in hint
+    assert str(path) in hint
+    assert disk_full_hint(path, free_bytes=lambda folder: 10 * 2**30) == ""

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_storage_contract import DAY0, HOUR, ev
 
 from aicm_manual import StorageError
 from aicm_manual.server._storage import sqlite as _sqlite
@@ -22,6 +21,8 @@ from aicm_manual.server._storage.protocol import (
 )
 from aicm_manual.server._storage.sqlite import SqliteStorage
 from aicm_manual.server._storage.sqlite_schema import MIGRATIONS
+
+from .test_storage_contract import DAY0, HOUR, ev
 
 
 def test_a_file_from_the_first_schema_is_migrated_and_keeps_its_events(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from live import HTTP_TIMEOUT, Api, TcpProxy, collector, pg_url, record
+
+from .live import HTTP_TIMEOUT, Api, TcpProxy, collector, pg_url, record
 
 ROUTES = [
     ("GET", "/api/v1/configs"),

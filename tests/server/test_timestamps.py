@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from live import Api, record, statuses
+
+from .live import Api, record, statuses
 
 RFC3339_US = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 

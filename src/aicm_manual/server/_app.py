@@ -35,6 +35,7 @@ from .._records import check_id, format_timestamp_us, normalise_timestamp
 from .._secret import key_digest
 from ..errors import AicmError, StorageError
 from ._ingest import Ingestor, PricerLike, RequestError, cost_text
+from ._metrics import Metrics
 from ._storage.keys import KeyInfo, resolve
 from ._storage.protocol import ApiKeyRecord, Storage, StoredEvent, SummaryRow
 
@@ -61,8 +62,7 @@ class Collector:
         self.storage = storage
         self.configs = {c.config_id: c for c in configs}
         self.ingestor = Ingestor(self.configs, pricer, storage)
-        self.started = time.time()
-        self.requests: dict[str, int] = {}
+        self.metrics = Metrics(queue_depth=getattr(storage, "queue_depth", None))
         self.touched: dict[str, float] = {}  # key digest -> when last_used_at was written
         listing = _json.encode({"configs": [c.to_dict() for c in configs]})
         self.listing = (listing, _etag(listing))
@@ -73,7 +73,8 @@ class Collector:
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A storage call in the thread pool; any failure of it is a StorageError."""
         try:
-            return await run_in_threadpool(fn, *args)
+            with self.metrics.storage_call():
+                return await run_in_threadpool(fn, *args)
         except RequestError:
             raise
         except Exception as exc:
@@ -102,7 +103,12 @@ class Collector:
         name = fn.__name__  # a fixed label: paths carry ids, which would grow without end
 
         async def handler(request: Request) -> Response:
-            self.requests[name] = self.requests.get(name, 0) + 1
+            with self.metrics.timed(name):
+                response = await answer(request)
+            self.metrics.requests.labels(name, str(response.status_code)).inc()
+            return response
+
+        async def answer(request: Request) -> Response:
             try:
                 # The key lookup reads the storage too: inside, so an outage is a 503.
                 auth = await self._auth(request, scope)
@@ -159,6 +165,12 @@ class Collector:
         prepared = self.ingestor.prepare(key.tenant, body)
         statuses = await self._db(self.storage.ingest, prepared.events) if prepared.events else []
         status, answer = self.ingestor.answer(prepared, statuses)
+        unpriced = sum(
+            1
+            for event, result in zip(prepared.events, statuses, strict=True)
+            if event.cost_nanos is None and result == "accepted"
+        )
+        self.metrics.count_answer(answer["summary"], prepared.size, unpriced)
         return json_response(answer, status)
 
     # -- queries ----------------------------------------------------------------------------
@@ -265,22 +277,9 @@ class Collector:
             return error(503, f"storage unavailable: {type(exc).__name__}")
         return json_response({"status": "ready"})
 
-    async def metrics(self, request: Request) -> Response:
-        lines = [
-            "# HELP aicm_records_total Records answered by /api/v1/track, by status.",
-            "# TYPE aicm_records_total counter",
-            *(
-                f'aicm_records_total{{status="{s}"}} {n}'
-                for s, n in sorted(self.ingestor.counts.items())
-            ),
-            "# HELP aicm_requests_total Authenticated-route requests, by route.",
-            "# TYPE aicm_requests_total counter",
-            *(f'aicm_requests_total{{route="{r}"}} {n}' for r, n in sorted(self.requests.items())),
-            "# HELP aicm_uptime_seconds Seconds since the collector started.",
-            "# TYPE aicm_uptime_seconds gauge",
-            f"aicm_uptime_seconds {time.time() - self.started:.3f}",
-        ]
-        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    async def metrics_text(self, request: Request) -> Response:
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
 
     async def openapi(self, request: Request) -> Response:
         from ._openapi import OPENAPI
@@ -304,7 +303,7 @@ def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerL
         Route("/api/v1/openapi.json", c.openapi, methods=["GET"]),
         Route("/healthz", c.healthz, methods=["GET"]),
         Route("/readyz", c.readyz, methods=["GET"]),
-        Route("/metrics", c.metrics, methods=["GET"]),
+        Route("/metrics", c.metrics_text, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.state.collector = c

@@ -191,7 +191,7 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) ->
             f" machine; --api-key-file or {KEYS_ENV} keep them out of it"
         )
     console.print(
-        f"aicm-manual collector on http://{args.host}:{args.port} "
+        f"aicm-manual collector on http://{args.host}:{sock.getsockname()[1]} "
         f"({args.database.split('://')[0]}, {len(set(specs))} key(s) registered,"
         f" at most {limits.max_connections} connections)"
     )

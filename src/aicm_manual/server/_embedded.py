@@ -23,11 +23,11 @@ from starlette.applications import Starlette
 
 from .._configs.sources import DirectoryConfigSource
 from .._secret import abbreviate, key_digest
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from ._app import create_app
 from ._auth import parse_key_spec
 from ._pricing import Pricer
-from ._storage import check_url, open_storage
+from ._storage import check_url, disk_full_hint, open_storage
 from ._storage.protocol import SCOPES, Storage
 
 
@@ -52,6 +52,12 @@ def build(
         for tenant, key in keys:
             storage.put_key(key_digest(key), tenant, SCOPES)
         return storage, create_app(storage, configs, pricer)
+    except StorageError as exc:
+        storage.close()
+        hint = ""
+        if database.startswith("sqlite:///") and "full" not in str(exc):
+            hint = disk_full_hint(Path(database[len("sqlite:///") :]).expanduser())
+        raise StorageError(f"{exc}{hint}") from exc
     except BaseException:
         storage.close()
         raise

@@ -125,6 +125,10 @@ class SqliteStorage:
         self._db.execute(f"PRAGMA wal_autocheckpoint={2 * checkpointer.restart_frames}")
         self._writer = Writer(self._db, self._ingest_rows, checkpointer)
 
+    def queue_depth(self) -> int:
+        """Write jobs waiting for the writer thread (for /metrics)."""
+        return self._writer.queue_depth()
+
     def warm_up(self) -> None:
         """Prepare the insert of every statement size on the writer, so that no request
         pays for preparing one the first time its size is used."""

@@ -71,6 +71,10 @@ class Writer:
         result: list[IngestResult] = self._submit(_Ingest(events, received_us))
         return result
 
+    def queue_depth(self) -> int:
+        """Jobs waiting for the writer thread (for /metrics)."""
+        return self._jobs.qsize()
+
     def call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         result: _T = self._submit(fn)
         return result
