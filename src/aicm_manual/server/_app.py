@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -294,8 +295,11 @@ def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerL
         Route("/api/v1/configs/{config_id}", c.route("read", c.get_config), methods=["GET"]),
         Route("/api/v1/track", c.route("ingest", c.track), methods=["POST"]),
         Route("/api/v1/events", c.route("read", c.list_events), methods=["GET"]),
-        # ":path": an id may hold "/" (sent as %2F, which the server decodes before routing).
-        Route("/api/v1/events/{response_id:path}", c.route("read", c.get_event), methods=["GET"]),
+        # An id may hold "/" (sent as %2F, which the server decodes before routing) and, to
+        # be answered 400, any other character: "path" would not match a newline.
+        Route(
+            "/api/v1/events/{response_id:any_text}", c.route("read", c.get_event), methods=["GET"]
+        ),
         Route("/api/v1/costs/summary", c.route("read", c.cost_summary), methods=["GET"]),
         Route("/api/v1/usage", c.route("read", c.usage), methods=["GET"]),
         Route("/api/v1/keys", c.route("admin", c.list_keys), methods=["GET"]),
@@ -305,9 +309,32 @@ def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerL
         Route("/readyz", c.readyz, methods=["GET"]),
         Route("/metrics", c.metrics_text, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: _http_error, 405: _http_error},  # JSON, as every other answer
+    )
     app.state.collector = c
     return app
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter of any characters, "/" and newlines included."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", _AnyText())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    return error(status, str(getattr(exc, "detail", "")) or "error", getattr(exc, "headers", None))
 
 
 def key_info(k: KeyInfo) -> dict[str, Any]:
