@@ -32,13 +32,15 @@ from starlette.routing import Route
 
 from .._configs.model import UsageConfig
 from .._protocol import MAX_REQUEST_BYTES
-from .._records import check_id, format_timestamp_us, normalise_timestamp
+from .._records import check_id, normalise_timestamp
 from .._secret import key_digest
 from ..errors import AicmError, StorageError
-from ._ingest import Ingestor, PricerLike, RequestError, cost_text
+from ._answers import event, key_out, summary, usage_answer
+from ._ingest import Ingestor, PricerLike, RequestError
 from ._metrics import Metrics
 from ._storage.keys import KeyInfo, resolve
-from ._storage.protocol import ApiKeyRecord, Storage, StoredEvent, SummaryRow
+from ._storage.protocol import ApiKeyRecord, Storage, SummaryRow
+from ._wire import EventList, EventsOfId, Health, KeyList, Revoked
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("aicm_manual.server")
@@ -181,7 +183,7 @@ class Collector:
         events = await self._db(self.storage.get_events, key.tenant, rid)
         if not events:
             return error(404, f"no event with response_id {rid!r}")
-        return json_response({"events": [_event(e) for e in events]})
+        return json_response(EventsOfId([event(e) for e in events]))
 
     async def list_events(self, request: Request, key: ApiKeyRecord) -> Response:
         q = request.query_params
@@ -199,7 +201,7 @@ class Collector:
             )
         )
         next_cursor = str(events[-1].id) if len(events) == limit else None
-        return json_response({"events": [_event(e) for e in events], "next_cursor": next_cursor})
+        return json_response(EventList([event(e) for e in events], next_cursor))
 
     async def cost_summary(self, request: Request, key: ApiKeyRecord) -> Response:
         q = request.query_params
@@ -213,7 +215,7 @@ class Collector:
             _time(q.get("from"), "from"),
             _time(q.get("to"), "to"),
         )
-        return json_response(_summary(rows, group_by))
+        return json_response(summary(rows, group_by))
 
     async def usage(self, request: Request, key: ApiKeyRecord) -> Response:
         q = request.query_params
@@ -230,29 +232,13 @@ class Collector:
             _time(q.get("from"), "from"),
             _time(q.get("to"), "to"),
         )
-        return json_response(
-            {
-                "bucket": bucket,
-                "group_by": group_by,
-                "rows": [
-                    {
-                        "start": format_timestamp_us(r.bucket_start_us),
-                        group_by: r.key,
-                        "events": r.events,
-                        "cost": cost_text(r.cost_nanos),
-                        "currency": r.currency,
-                        "unpriced": r.unpriced,
-                    }
-                    for r in rows
-                ],
-            }
-        )
+        return json_response(usage_answer(rows, bucket, group_by))
 
     # -- keys (admin scope; a tenant's own keys only) -------------------------------------
 
     async def list_keys(self, request: Request, key: ApiKeyRecord) -> Response:
         found: list[KeyInfo] = await self._db(self.storage.list_keys, key.tenant)
-        return json_response({"keys": [key_info(k) for k in found]})
+        return json_response(KeyList([key_out(k) for k in found]))
 
     async def revoke_key(self, request: Request, key: ApiKeyRecord) -> Response:
         found: list[KeyInfo] = await self._db(self.storage.list_keys, key.tenant)
@@ -264,19 +250,19 @@ class Collector:
             raise RequestError(404, str(exc).strip("'\"")) from None
         if not await self._db(self.storage.revoke_key, target.key_hash, key.tenant):
             raise RequestError(404, f"no key {target.abbreviation}")
-        return json_response({"revoked": target.abbreviation})
+        return json_response(Revoked(target.abbreviation))
 
     # -- probes -----------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        return json_response({"status": "ok"})
+        return json_response(Health("ok"))
 
     async def readyz(self, request: Request) -> Response:
         try:
             await run_in_threadpool(self.storage.ping)
         except Exception as exc:  # any failure means "not ready", with the reason
             return error(503, f"storage unavailable: {type(exc).__name__}")
-        return json_response({"status": "ready"})
+        return json_response(Health("ready"))
 
     async def metrics_text(self, request: Request) -> Response:
         body, content_type = self.metrics.render()
@@ -337,21 +323,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error(status, str(getattr(exc, "detail", "")) or "error", getattr(exc, "headers", None))
 
 
-def key_info(k: KeyInfo) -> dict[str, Any]:
-    """A stored key as the API and ``keys list --json`` show it: never the key itself."""
-    return {
-        "key": k.abbreviation,
-        "tenant": k.tenant,
-        "scopes": sorted(k.scopes),
-        "created_at": _seconds_text(k.created_at),
-        "last_used_at": None if k.last_used_at is None else _seconds_text(k.last_used_at),
-    }
-
-
-def _seconds_text(seconds: float) -> str:
-    return format_timestamp_us(int(seconds * 1_000_000))
-
-
 def _etag(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
@@ -389,56 +360,3 @@ def _time(text: str | None, name: str) -> int | None:
         raise RequestError(
             400, f"{name} must be an RFC 3339 time such as 2026-11-24T00:00:00Z"
         ) from None
-
-
-def _event(e: StoredEvent) -> dict[str, Any]:
-    return {
-        "response_id": e.response_id,
-        "config_id": e.config_id,
-        "service_id": e.service_id,
-        "timestamp": format_timestamp_us(e.timestamp_us),
-        "received_at": format_timestamp_us(e.received_us),
-        "client_customer_key": e.client_customer_key,
-        "usage": msgspec.json.decode(e.usage),
-        "context": None if e.context is None else msgspec.json.decode(e.context),
-        "priced": e.cost_nanos is not None,
-        "cost": None if e.cost_nanos is None else cost_text(e.cost_nanos),
-        "currency": e.currency,
-        "price_source": e.price_source,
-        "cursor": str(e.id),
-    }
-
-
-def _summary(rows: list[SummaryRow], group_by: str) -> dict[str, Any]:
-    merged: dict[str | None, dict[str, Any]] = {}
-    totals: dict[str, int] = {}
-    for r in rows:
-        row = merged.setdefault(
-            r.key, {group_by: r.key, "events": 0, "cost_nanos": {}, "unpriced": 0}
-        )
-        row["events"] += r.events
-        row["unpriced"] += r.unpriced
-        if r.currency is not None:
-            row["cost_nanos"][r.currency] = row["cost_nanos"].get(r.currency, 0) + r.cost_nanos
-            totals[r.currency] = totals.get(r.currency, 0) + r.cost_nanos
-    out_rows = []
-    single = next(iter(totals)) if len(totals) == 1 else None
-    for row in merged.values():
-        costs: dict[str, int] = row.pop("cost_nanos")
-        if single is not None or not costs:
-            row["cost"] = cost_text(costs.get(single or "", 0))
-        else:
-            row["cost"] = {cur: cost_text(n) for cur, n in sorted(costs.items())}
-        out_rows.append(row)
-    out_rows.sort(key=lambda r: (r[group_by] is None, r[group_by] or ""))
-    if len(totals) <= 1:
-        return {
-            "rows": out_rows,
-            "total_cost": cost_text(totals.get(single or "", 0)),
-            "currency": single or "USD",
-        }
-    return {
-        "rows": out_rows,
-        "total_cost": {cur: cost_text(n) for cur, n in sorted(totals.items())},
-        "currency": None,
-    }

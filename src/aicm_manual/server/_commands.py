@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -24,7 +25,7 @@ from rich.table import Table
 from .._records import format_timestamp_us
 from .._secret import abbreviate, key_digest
 from ..errors import ConfigError, StorageError
-from ._app import key_info
+from ._answers import key_out
 from ._auth import DEFAULT_TENANT, TENANT, new_key, parse_scopes
 from ._connections import ConnectionLimits
 from ._embedded import build, check_key_specs, embedded_collector
@@ -272,13 +273,13 @@ def _keys_list(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     if args.json:
-        print(json.dumps([key_info(k) for k in found], indent=2))
+        print(json.dumps(msgspec.to_builtins([key_out(k) for k in found]), indent=2))
         return 0
     table = Table(title=f"API keys in {_where(args.database)}")
     for column in ("key", "tenant", "scopes", "created", "last used"):
         table.add_column(column, no_wrap=True)
     for k in found:
-        info = key_info(k)
+        info = msgspec.to_builtins(key_out(k))
         table.add_row(
             info["key"],
             k.tenant,
