@@ -261,7 +261,7 @@ class Collector:
         try:
             await run_in_threadpool(self.storage.ping)
         except Exception as exc:  # any failure means "not ready", with the reason
-            return error(503, f"storage unavailable: {type(exc).__name__}")
+            return error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": "1"})
         return json_response(Health("ready"))
 
     async def metrics_text(self, request: Request) -> Response:

@@ -41,7 +41,7 @@ KEYS_ENV = "AICM_COLLECTOR_API_KEYS"
 
 def add_commands(commands: Any) -> None:
     """Add serve, keys, report and demo to the ``aicm-manual`` parser."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _DefaultsFormatter
     database = {"default": DEFAULT_DATABASE, "help": "sqlite:///PATH or postgresql://..."}
     serve = commands.add_parser("serve", help="run the collector", formatter_class=fmt)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -136,6 +136,17 @@ def add_commands(commands: Any) -> None:
     demo.add_argument("--schemas", default="schemas", help="folder of the config files")
     demo.add_argument("--records", type=int, default=3000, help="records to track")
     demo.set_defaults(server_run=_demo)
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless there is none to show (a flag, an
+    empty list, or None, whose meaning the help text says itself)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+            return text
+        return text + " (default: %(default)s)"
 
 
 def run(args: argparse.Namespace) -> int:
