@@ -22,9 +22,10 @@ from aicm_manual._configs.model import UsageConfig
 from aicm_manual._configs.sources import DirectoryConfigSource
 from aicm_manual._records import format_timestamp_us, normalise_timestamp
 from aicm_manual.errors import AicmError
-from aicm_manual.server._ingest import Ingestor, configs_by_id, cost_text, parse_timestamp
+from aicm_manual.server._ingest import Ingestor, configs_by_id, cost_text
 from aicm_manual.server._pricing import Pricer
 from aicm_manual.server._storage.protocol import IngestStatus, NewEvent
+from aicm_manual.server._timestamps import parse_timestamp
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 CONFIGS = DirectoryConfigSource(SCHEMAS).all()

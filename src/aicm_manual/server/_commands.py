@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import random
 import socket
@@ -17,22 +16,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from .._records import format_timestamp_us
-from .._secret import abbreviate, key_digest
-from ..errors import ConfigError, StorageError
-from ._answers import key_out
-from ._auth import DEFAULT_TENANT, TENANT, new_key, parse_scopes
+from ..errors import ConfigError
+from ._auth import DEFAULT_TENANT
 from ._connections import ConnectionLimits
 from ._embedded import build, check_key_specs, embedded_collector
 from ._ingest import cost_text
-from ._storage import check_url, open_storage, redact
-from ._storage.keys import resolve
-from ._storage.protocol import GroupBy, Storage, SummaryRow
+from ._key_commands import keys_create, keys_list, keys_revoke
+from ._storage import check_url, open_storage
+from ._storage.protocol import GroupBy, SummaryRow
 
 DEFAULT_DATABASE = "sqlite:///aicm-data/collector.db"
 DEMO_KEY = "aicm_demo_key_0123456789"
@@ -97,20 +93,20 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="create the SQLite database if it does not exist (else that is an error)",
     )
-    create.set_defaults(server_run=_keys_create)
+    create.set_defaults(server_run=keys_create)
     listing = key_actions.add_parser(
         "list", help="list keys (never the keys themselves)", formatter_class=fmt
     )
     listing.add_argument("--database", **database)
     listing.add_argument("--tenant", default=None, help="only this tenant's keys (default: all)")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    listing.set_defaults(server_run=_keys_list)
+    listing.set_defaults(server_run=keys_list)
     revoke = key_actions.add_parser("revoke", help="revoke a key", formatter_class=fmt)
     revoke.add_argument("--database", **database)
     revoke.add_argument(
         "ref", metavar="REF", help="the key's abbreviation (as `keys list` prints it) or digest"
     )
-    revoke.set_defaults(server_run=_keys_revoke)
+    revoke.set_defaults(server_run=keys_revoke)
 
     report = commands.add_parser(
         "report", help="cost by customer or service over a window", formatter_class=fmt
@@ -236,86 +232,6 @@ def listen(host: str, port: int) -> socket.socket:
             ) from None
         raise ConfigError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
     return sock
-
-
-def _where(url: str) -> str:
-    """The database a URL names, as a person should read it (a SQLite file's full path)."""
-    if url.startswith("sqlite:///"):
-        return str(Path(url[len("sqlite:///") :]).expanduser().resolve())
-    return redact(url)
-
-
-def _open_existing(url: str, create: bool = False) -> Storage:
-    check_url(url)
-    try:
-        return open_storage(url, create=create)
-    except StorageError:
-        if url.startswith("sqlite:///") and not Path(_where(url)).exists():
-            raise StorageError(
-                f"no collector database at {_where(url)}: give the one the collector uses"
-                " with --database, or pass --create to make a new one"
-            ) from None
-        raise
-
-
-def _keys_create(args: argparse.Namespace) -> int:
-    scopes = parse_scopes(args.scopes)
-    if not TENANT.fullmatch(args.tenant):
-        raise ValueError(f"tenant {args.tenant!r} must be 1-64 letters, digits or ._-")
-    storage = _open_existing(args.database, create=args.create)
-    try:
-        key = new_key()
-        storage.put_key(key_digest(key), args.tenant, scopes)
-    finally:
-        storage.close()
-    print(key)  # printed once; only its hash is stored
-    Console(stderr=True).print(
-        f"key {abbreviate(key_digest(key))} for tenant {args.tenant!r}"
-        f" (scopes {', '.join(sorted(scopes))}) stored in {_where(args.database)}",
-        highlight=False,
-    )
-    return 0
-
-
-def _keys_list(args: argparse.Namespace) -> int:
-    storage = _open_existing(args.database)
-    try:
-        found = storage.list_keys(args.tenant)
-    finally:
-        storage.close()
-    if args.json:
-        print(json.dumps(msgspec.to_builtins([key_out(k) for k in found]), indent=2))
-        return 0
-    table = Table(title=f"API keys in {_where(args.database)}")
-    for column in ("key", "tenant", "scopes", "created", "last used"):
-        table.add_column(column, no_wrap=True)
-    for k in found:
-        info = msgspec.to_builtins(key_out(k))
-        table.add_row(
-            info["key"],
-            k.tenant,
-            ",".join(info["scopes"]),
-            info["created_at"][:19] + "Z",
-            "never" if info["last_used_at"] is None else info["last_used_at"][:19] + "Z",
-        )
-    Console().print(table)
-    return 0
-
-
-def _keys_revoke(args: argparse.Namespace) -> int:
-    storage = _open_existing(args.database)
-    try:
-        try:
-            target = resolve(storage.list_keys(), args.ref)
-        except LookupError as exc:
-            raise ConfigError(str(exc).strip("'\"")) from None
-        storage.revoke_key(target.key_hash)
-    finally:
-        storage.close()
-    Console(stderr=True).print(
-        f"revoked key {target.abbreviation} of tenant {target.tenant!r}", highlight=False
-    )
-    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
