@@ -19,6 +19,7 @@ from aicm_manual._records import (
     MIN_TIMESTAMP_US,
     check_id,
     copy_value,
+    find_nul,
     format_timestamp_us,
     normalise_timestamp,
 )
@@ -177,3 +178,12 @@ def test_track_refuses_what_the_collector_would_refuse(changes: dict[str, str]) 
     ):
         tracker.track({"duration": 60.0}, **changes)
     assert delivery.records == []
+
+
+def test_find_nul_names_where_a_nul_hides_in_json_like_data() -> None:
+    """find_nul gives the path of the first NUL in a string or key, None when there is none
+    (the check a client can make at track(), as the collector refuses such records)."""
+    assert find_nul({"a": [1, "x", {"b": "ok"}]}) is None
+    assert find_nul({"a": [1, "x", {"b": "o\x00k"}]}, "usage") == "usage['a'][2]['b']"
+    assert find_nul({"k\x00": 1}, "context") == "context['k\\x00']"
+    assert find_nul("\x00") == ""

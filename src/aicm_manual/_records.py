@@ -166,6 +166,28 @@ def check_id(name: str, value: object) -> str:
     return value
 
 
+def find_nul(value: Any, path: str = "") -> str | None:
+    """Where JSON-like ``value`` holds a NUL character in a string or a key (a path such as
+    ``usage["note"][2]``), or None. No storage keeps NUL in text, so the collector refuses
+    such records; the client can refuse them at ``track()``."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}[{key!r}]"
+            if isinstance(key, str) and "\x00" in key:
+                return where
+            found = find_nul(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for n, item in enumerate(value):
+            found = find_nul(item, f"{path}[{n}]")
+            if found is not None:
+                return found
+    return None
+
+
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 
