@@ -55,3 +55,37 @@ def test_idle_connections_beyond_the_file_limit_do_not_lock_out_a_healthy_client
         finally:
             for sock in idle:
                 sock.close()
+
+
+def _closed_by_server(sock: socket.socket, deadline_s: float) -> bool:
+    """Whether the server closes ``sock`` (recv answers b"") within ``deadline_s``."""
+    sock.settimeout(deadline_s)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def test_a_request_whose_headers_never_end_is_closed_after_the_header_timeout(
+    tmp_path: Path,
+) -> None:
+    """With --header-timeout 1, a connection that sends part of its first request's headers,
+    and one that does the same for its second request after a first answered one, are both
+    closed by the server (the keep-alive timer alone would keep the second)."""
+    args = ["--database", f"sqlite:///{tmp_path / 'c.db'}", "--schemas", str(SCHEMAS)]
+    with serve(*args, "--header-timeout", "1", "--idle-timeout", "60", cwd=tmp_path) as served:
+        assert served.up, served.stop()
+        port = int(served.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as first:
+            first.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            assert _closed_by_server(first, DEADLINE_S)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as second:
+            second.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            second.settimeout(5)
+            assert second.recv(65536).startswith(b"HTTP/1.1 200")
+            second.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            assert _closed_by_server(second, DEADLINE_S)

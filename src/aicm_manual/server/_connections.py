@@ -9,7 +9,8 @@ its file descriptor for ever, and once the process runs out of descriptors nobod
 served. So:
 
 - a connection must finish a request's headers within ``header_timeout`` seconds of
-  opening (afterwards uvicorn's keep-alive timeout closes it when idle);
+  opening, and of the first byte of each later request on it (between requests uvicorn's
+  keep-alive timeout closes it when idle);
 - at most ``max_connections`` are open, well below the descriptor limit so that the
   database, the worker threads and new accepts always have some. When a new connection
   would pass the cap, the oldest connection with no request in progress is closed to make
@@ -61,19 +62,35 @@ class ConnectionLimits:
 
         class Limited(base):  # type: ignore[valid-type,misc]
             _header_timer: asyncio.TimerHandle | None = None
+            _waiting_after: Any = None  # the request (cycle) before the one awaited
 
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 super().connection_made(transport)
-                if not limits.admit(self):
-                    return
+                if limits.admit(self):
+                    self._await_headers()
+
+            def data_received(self, data: bytes) -> None:
+                # Bytes of a next request on a kept-alive connection: its headers are due
+                # in time too (uvicorn's keep-alive timer stops at the first byte).
+                if _idle(self) and (
+                    self._header_timer is None or self._waiting_after is not self.cycle
+                ):
+                    self._await_headers()
+                super().data_received(data)
+
+            def _await_headers(self) -> None:
+                if self._header_timer is not None:
+                    self._header_timer.cancel()
+                self._waiting_after = self.cycle
                 self._header_timer = self.loop.call_later(
                     limits.header_timeout, self._header_timeout
                 )
 
             def _header_timeout(self) -> None:
                 self._header_timer = None
-                if self.cycle is None and not self.transport.is_closing():
-                    self.transport.close()  # no request's headers in time: a slow client
+                # No new request began since the timer was set: a slow or silent client.
+                if self.cycle is self._waiting_after and not self.transport.is_closing():
+                    self.transport.close()
 
             def connection_lost(self, exc: Exception | None) -> None:
                 if self._header_timer is not None:
