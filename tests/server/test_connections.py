@@ -14,6 +14,8 @@ from pathlib import Path
 
 import requests
 
+from aicm_manual.server._connections import ConnectionLimits
+
 from .live import SCHEMAS, serve
 
 FILE_LIMIT = 256
@@ -89,3 +91,50 @@ def test_a_request_whose_headers_never_end_is_closed_after_the_header_timeout(
             assert second.recv(65536).startswith(b"HTTP/1.1 200")
             second.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
             assert _closed_by_server(second, DEADLINE_S)
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.sent = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Cycle:
+    def __init__(self, response_complete: bool) -> None:
+        self.response_complete = response_complete
+
+
+class _Conn:
+    def __init__(self, cycle: _Cycle | None) -> None:
+        self.cycle = cycle
+        self.transport = _Transport()
+
+
+def test_at_the_cap_the_oldest_idle_connection_gives_way_else_the_new_one_gets_503() -> None:
+    """At the cap a new connection closes the oldest one with no request in progress; when
+    every open connection is busy, the new one is answered 503 with Retry-After and closed."""
+    limits = ConnectionLimits(max_connections=3)
+    busy, idle_old, idle_new = _Conn(_Cycle(False)), _Conn(None), _Conn(_Cycle(True))
+    for conn in (busy, idle_old, idle_new):
+        assert limits.admit(conn)
+    newcomer = _Conn(None)
+    assert limits.admit(newcomer)
+    assert idle_old.transport.closed
+    assert not busy.transport.closed
+    assert not idle_new.transport.closed
+    assert limits.evicted == 1
+    newcomer.cycle = _Cycle(False)
+    idle_new.cycle = _Cycle(False)
+    refused = _Conn(None)
+    assert not limits.admit(refused)
+    assert refused.transport.closed
+    assert refused.transport.sent.startswith(b"HTTP/1.1 503 ")
+    assert b"Retry-After: 1" in refused.transport.sent
+    assert limits.refused == 1
+    assert list(limits.open) == [busy, idle_new, newcomer]
