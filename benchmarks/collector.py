@@ -897,7 +897,7 @@ def phase_scale(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from aicm_manual.server._storage.sqlite import SqliteStorage
 
     out: dict[str, Any] = {"sqlite": [], "postgres": []}
-    for n, stored in enumerate(scale_points(args)):
+    for n, stored in enumerate(scale_points(args) if "sqlite" in args.scale_backends else []):
         path = tmp / f"scale-{stored}.db"
         load_s = bulk_executemany(path, args, stored)[0] if stored else 0.0
         if not stored:
