@@ -24,6 +24,11 @@
    from the storage's own ``rollup_deltas``, then checked row by row against the events
    (``--bulk-ingest`` loads through ``SqliteStorage.ingest`` instead, about 2.5x slower).
 
+5. Scale (``--sections scale``, not in the default run): the same served load
+   (``--scale-records``) and ``/costs/summary`` p95 for a whole day and an open window,
+   with 0 and ``--scale-events`` events already stored (``--scale-10m`` adds 10,000,000),
+   on SQLite and PostgreSQL (``--scale-backends``), so the cost of a growing database shows.
+
 Run: ``.venv/bin/python benchmarks/collector.py`` (about 2.7 minutes) or ``--quick``;
 ``--what-if`` adds raw SQLite rows with one setting changed each (SQLite's default cache
 and checkpoints, a checkpoint on the writer, 4 batches per transaction).
@@ -773,7 +778,9 @@ def bulk_ingest(path: Path, args: argparse.Namespace) -> tuple[float, str]:
     return seconds, "SqliteStorage.ingest, 2 callers"
 
 
-def bulk_executemany(path: Path, args: argparse.Namespace) -> tuple[float, str]:
+def bulk_executemany(
+    path: Path, args: argparse.Namespace, count: int | None = None
+) -> tuple[float, str]:
     """executemany into the collector's tables (created by SqliteStorage), with rollups from
     the storage's own rollup_deltas and upsert; synchronous=OFF, as this is only setup."""
     from aicm_manual.server._storage.protocol import rollup_deltas
@@ -790,7 +797,7 @@ def bulk_executemany(path: Path, args: argparse.Namespace) -> tuple[float, str]:
             "SELECT sql FROM sqlite_master WHERE name = 'events_rollup'"
         ).fetchone()
         db.execute("DROP TRIGGER events_rollup")  # the rollups come from rollup_deltas here
-        for batch in bulk_events(args.summary_events, args):
+        for batch in bulk_events(args.summary_events if count is None else count, args):
             db.execute("BEGIN")
             db.executemany(insert_sqlite(), event_rows(batch, received))
             deltas = rollup_deltas(batch)
@@ -856,6 +863,96 @@ def phase_summary(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 }
             )
     return out
+
+
+def scale_points(args: argparse.Namespace) -> list[int]:
+    return [0, args.scale_events] + ([10_000_000] if args.scale_10m else [])
+
+
+def scale_measure(url: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Served ingest of ``--scale-records`` and /costs/summary latency on one collector."""
+    import requests
+
+    out: dict[str, Any] = {}
+    with collectors([url], tmp) as urls, requests.Session() as session:
+        out["load"] = run_load(urls, seed, args.scale_records, args, tmp, "split")
+        session.headers["Authorization"] = f"Bearer {API_KEY}"
+        day = {"from": "2026-11-24T00:00:00Z", "to": "2026-11-25T00:00:00Z"}
+        for label, params in (("whole day", day), ("open window", {})):
+            query = {"group_by": "client_customer_key", **params}
+            target = urls[0] + "/api/v1/costs/summary"
+            session.get(target, params=query, timeout=60).raise_for_status()  # warm-up
+            times = []
+            for _ in range(args.scale_requests):
+                t0 = perf_ns()
+                session.get(target, params=query, timeout=60).content  # noqa: B018
+                times.append((perf_ns() - t0) / 1e6)
+            out[label] = times
+    return out
+
+
+def phase_scale(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The same served load and summaries with 0, ``--scale-events`` (and 10M with
+    ``--scale-10m``) events already stored, on SQLite and on PostgreSQL."""
+    from aicm_manual.server._storage.sqlite import SqliteStorage
+
+    out: dict[str, Any] = {"sqlite": [], "postgres": []}
+    for n, stored in enumerate(scale_points(args) if "sqlite" in args.scale_backends else []):
+        path = tmp / f"scale-{stored}.db"
+        load_s = bulk_executemany(path, args, stored)[0] if stored else 0.0
+        if not stored:
+            SqliteStorage(path).close()
+        point = scale_measure(f"sqlite:///{path}", 20 + n, args, tmp)
+        out["sqlite"].append({"stored": stored, "load_s": load_s, **point})
+        for old in tmp.glob(f"scale-{stored}.db*"):  # keep the disk for the next point
+            old.unlink()
+    if "postgres" in args.scale_backends:
+        out["postgres"] = scale_postgres(args, tmp)
+    return out
+
+
+def pg_bulk_ingest(storage: Any, count: int, args: argparse.Namespace) -> None:
+    """``count`` events through PostgresStorage.ingest, 2 callers (the collector's path)."""
+    batches = bulk_events(count, args)
+    lock = threading.Lock()
+
+    def next_batch(_: Any) -> None:
+        with lock:
+            batch = next(batches, None)
+        if batch is not None:
+            storage.ingest(batch)
+
+    timed_batches(range(-(-count // 1000)), next_batch, args.bulk_max_s * 10, 2)
+
+
+def scale_postgres(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    import psycopg
+    from psycopg import sql
+
+    from aicm_manual.server._storage.postgres import PostgresStorage
+
+    try:
+        admin = psycopg.connect(args.pg_url, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        return [{"skipped": f"PostgreSQL not reachable at {args.pg_url}: {exc}".strip()}]
+    points = []
+    try:
+        for n, stored in enumerate(scale_points(args)):
+            schema = f"aicm_bench_scale_{os.getpid()}_{n}"
+            admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            try:
+                t0 = perf_ns()
+                storage = PostgresStorage(args.pg_url, schema=schema)
+                pg_bulk_ingest(storage, stored, args)
+                storage.close()
+                load_s = (perf_ns() - t0) / 1e9
+                point = scale_measure(pg_url(args.pg_url, schema), 30 + n, args, tmp)
+                points.append({"stored": stored, "load_s": load_s, **point})
+            finally:
+                admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    finally:
+        admin.close()
+    return points
 
 
 # ============================================================================================
@@ -1096,6 +1193,48 @@ def report_summary(res: dict[str, Any], args: argparse.Namespace) -> dict[str, f
     return out
 
 
+def report_scale(res: dict[str, Any]) -> None:
+    section("5. Scale: served ingest and /costs/summary with events already stored")
+    rows = []
+    for backend in ("sqlite", "postgres"):
+        points = res.get(backend) or []
+        base = None
+        for point in points:
+            if "skipped" in point:
+                print(f"{backend}: {point['skipped']}")
+                continue
+            load = point["load"]
+            if "fatal" in load:
+                rows.append([backend, f"{point['stored']:,}", load["fatal"], "", "", "", ""])
+                continue
+            served = rate(load["records_sent"], load["elapsed_s"])
+            base = base or served
+            day, open_ = point["whole day"], point["open window"]
+            rows.append(
+                [
+                    backend,
+                    f"{point['stored']:,}",
+                    f"{point['load_s']:.0f}",
+                    f"{served:,.0f}",
+                    f"{served / base:.2f}x",
+                    f"{pct(day, 95):.1f}",
+                    f"{pct(open_, 95):.1f}",
+                ]
+            )
+    table(
+        [
+            "backend",
+            "events stored",
+            "load s",
+            "served records/s",
+            "vs empty",
+            "summary day p95 ms",
+            "open p95 ms",
+        ],
+        rows,
+    )
+
+
 def report_targets(sq: dict[str, float], pg: dict[str, Any], summ: dict[str, float]) -> None:
     section("targets (reported, not asserted)")
     rows = []
@@ -1174,7 +1313,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a database where scratch schemas may be created and dropped",
     )
     p.add_argument(
-        "--sections", default="sqlite,postgres,pricing,summary", help="comma-separated subset"
+        "--sections",
+        default="sqlite,postgres,pricing,summary",
+        help="comma-separated subset of sqlite,postgres,pricing,summary,scale (scale: only"
+        " when named)",
+    )
+    p.add_argument(
+        "--scale-events",
+        type=int,
+        default=1_000_000,
+        help="events stored before the middle point of the scale section (1000000)",
+    )
+    p.add_argument(
+        "--scale-10m", action="store_true", help="add a 10,000,000-event point to the scale section"
+    )
+    p.add_argument(
+        "--scale-records", type=int, default=50_000, help="records served per scale point (50000)"
+    )
+    p.add_argument(
+        "--scale-requests", type=int, default=50, help="timed summaries per window and point (50)"
+    )
+    p.add_argument(
+        "--scale-backends", default="sqlite,postgres", help="backends of the scale section"
     )
     p.add_argument("--quick", action="store_true", help="20,000 records, 100,000 summary events")
     p.add_argument("--json", help="also write every figure to this file")
@@ -1190,6 +1350,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.records, args.mirror_records, args.max_s, args.raw_max_s = 20_000, 5_000, 10.0, 5.0
         args.summary_events, args.summary_requests = 100_000, 50
+        args.scale_events, args.scale_records, args.scale_requests = 100_000, 10_000, 20
     return args
 
 
@@ -1210,6 +1371,7 @@ def main() -> None:
             ("postgres", lambda: phase_postgres(args, tmp)),
             ("pricing", phase_pricing),
             ("summary", lambda: phase_summary(args, tmp)),
+            ("scale", lambda: phase_scale(args, tmp)),
         ):
             if name in sections:
                 t0 = perf_ns()
@@ -1224,6 +1386,8 @@ def main() -> None:
     if "pricing" in results:
         report_pricing(results["pricing"])
     summ = report_summary(results["summary"], args) if "summary" in results else {}
+    if "scale" in results:
+        report_scale(results["scale"])
     report_targets(sq, pg, summ)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))

@@ -7,6 +7,7 @@ turning it into JSON (``to_wire``) is the delivery worker's job, done a batch at
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,18 @@ from .errors import InvalidRecordError
 MAX_ID_LENGTH = 255
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+# Event times are kept to years 1000-9999 (UTC): every one prints as RFC 3339 with a
+# four-digit year, which both storage backends and every RFC 3339 parser read back.
+MIN_TIMESTAMP_US = (datetime(1000, 1, 1, tzinfo=timezone.utc) - _EPOCH) // _MICROSECOND
+END_TIMESTAMP_US = (datetime(9999, 12, 31, tzinfo=timezone.utc) - _EPOCH) // _MICROSECOND + (
+    86_400_000_000
+)
+# What no id may hold: control characters (C0, DEL, C1: NUL is text no PostgreSQL column
+# stores), lone surrogates, and the invisible format and direction characters that make
+# two ids look alike or an id print reversed.
+BAD_ID_CHARACTERS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ud800-\udfff]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +120,7 @@ def normalise_timestamp(value: object) -> int:
     8601 string otherwise."""
     if value is None:
         return time.time_ns() // 1000
+    given = value
     if isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -123,17 +137,55 @@ def normalise_timestamp(value: object) -> int:
         )
     if value.tzinfo is None or value.utcoffset() is None:
         value = value.replace(tzinfo=timezone.utc)
-    return (value - _EPOCH) // _MICROSECOND
+    return check_timestamp_us((value - _EPOCH) // _MICROSECOND, given)
+
+
+def check_timestamp_us(us: int, shown: object = None) -> int:
+    """``us`` when it lies in years 1000-9999 (UTC), else InvalidRecordError."""
+    if not MIN_TIMESTAMP_US <= us < END_TIMESTAMP_US:
+        raise InvalidRecordError(
+            f"timestamp {shown if shown is not None else us!r} is outside years 1000-9999 (UTC)"
+        )
+    return us
 
 
 def check_id(name: str, value: object) -> str:
-    """A response_id or client_customer_key: a non-empty str of at most 255 characters."""
+    """An id (config_id, service_id, response_id, client_customer_key): a non-empty str of
+    at most 255 characters, none of them a control, format or direction character."""
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         raise InvalidRecordError(
             f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters, "
             f"got {value!r}"[:300]
         )
+    bad = BAD_ID_CHARACTERS.search(value)
+    if bad is not None:
+        raise InvalidRecordError(
+            f"{name} must not contain control, invisible or direction characters, got"
+            f" {bad.group()!r} at position {bad.start()} of {value!r}"[:300]
+        )
     return value
+
+
+def find_nul(value: Any, path: str = "") -> str | None:
+    """Where JSON-like ``value`` holds a NUL character in a string or a key (a path such as
+    ``usage["note"][2]``), or None. No storage keeps NUL in text, so the collector refuses
+    such records; the client can refuse them at ``track()``."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}[{key!r}]"
+            if isinstance(key, str) and "\x00" in key:
+                return where
+            found = find_nul(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for n, item in enumerate(value):
+            found = find_nul(item, f"{path}[{n}]")
+            if found is not None:
+                return found
+    return None
 
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})

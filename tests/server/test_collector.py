@@ -234,7 +234,7 @@ def test_probes_metrics_and_openapi(collector: EmbeddedCollector) -> None:
     assert requests.get(f"{collector.url}/readyz", timeout=10).status_code == 200
     post(collector, [rec("m1")])
     metrics = requests.get(f"{collector.url}/metrics", timeout=10).text
-    assert 'aicm_records_total{status="accepted"} 1' in metrics
+    assert 'aicm_records_total{status="accepted"} 1.0' in metrics
     spec = requests.get(f"{collector.url}/api/v1/openapi.json", timeout=10).json()
     assert "/api/v1/track" in spec["paths"]
 

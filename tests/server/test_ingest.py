@@ -22,9 +22,10 @@ from aicm_manual._configs.model import UsageConfig
 from aicm_manual._configs.sources import DirectoryConfigSource
 from aicm_manual._records import format_timestamp_us, normalise_timestamp
 from aicm_manual.errors import AicmError
-from aicm_manual.server._ingest import Ingestor, configs_by_id, cost_text, parse_timestamp
+from aicm_manual.server._ingest import Ingestor, configs_by_id, cost_text
 from aicm_manual.server._pricing import Pricer
 from aicm_manual.server._storage.protocol import IngestStatus, NewEvent
+from aicm_manual.server._timestamps import parse_timestamp
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 CONFIGS = DirectoryConfigSource(SCHEMAS).all()
@@ -116,17 +117,23 @@ def test_cost_text_is_the_exact_decimal(nanos: int) -> None:
     assert cost_text(nanos) == f"{Decimal(nanos).scaleb(-9):f}"
 
 
+# NUL is refused in any string of a record (no backend keeps it in text).
+_NO_NUL = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
+_no_nul = st.text(_NO_NUL)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _no_nul,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_no_nul, inner, max_size=3),
     max_leaves=8,
 )
 
 
 @given(
-    usage=st.dictionaries(st.text(min_size=1), json_values, max_size=4),
-    context=st.none() | st.dictionaries(st.text(), json_values, max_size=3),
-    customer=st.none() | st.text(min_size=1, max_size=20),
+    usage=st.dictionaries(st.text(_NO_NUL, min_size=1), json_values, max_size=4),
+    context=st.none() | st.dictionaries(_no_nul, json_values, max_size=3),
+    customer=st.none()
+    | st.text(
+        st.characters(exclude_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), min_size=1, max_size=20
+    ),
 )
 def test_payload_hash_is_the_one_earlier_versions_stored(
     usage: dict[str, Any], context: dict[str, Any] | None, customer: str | None
@@ -299,3 +306,37 @@ def test_two_configs_listing_one_service_send_config_less_records_to_the_first_b
     assert not isinstance(route, str)
     assert route.config is a
     assert "configs 'a-config' and 'b-config' both list 'acme::x'" in caplog.text
+
+
+def _vendor_config(config_id: str, handling: bool) -> UsageConfig:
+    data: dict[str, Any] = {
+        "config_id": config_id,
+        "manual_usage_schema": {"n": "int"},
+        "services": [{"service_id": "acme::*"}],
+    }
+    if handling:
+        data["handling_config"] = {
+            "tracked_methods": [{"method": "messages.create", "usage_extractor": "anthropic"}]
+        }
+    return UsageConfig.from_dict(data, source="<test>")
+
+
+@pytest.mark.parametrize(
+    ("kinds", "warned"),
+    [
+        ((False, True), False),  # a plain config and a CostManager's: the plain one, by design
+        ((True, False, True), False),
+        ((False, False), True),  # two plain configs: a real ambiguity
+        ((True, True), True),  # two CostManager configs and no plain one
+    ],
+)
+def test_only_a_real_vendor_pattern_ambiguity_is_warned_about(
+    caplog: pytest.LogCaptureFixture, kinds: tuple[bool, ...], warned: bool
+) -> None:
+    """`vendor::*` in one plain config and in CostManager configs is the intended overlap
+    (the plain config takes manual records) and is not warned about; two configs of the
+    same kind listing it are."""
+    configs = [_vendor_config(f"c{n}", handling) for n, handling in enumerate(kinds)]
+    with caplog.at_level("WARNING", logger="aicm_manual.server"):
+        Ingestor(configs_by_id(configs), Pricer(configs), Accepting())  # type: ignore[arg-type]
+    assert ("list 'acme::*'" in caplog.text) is warned

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 import requests
@@ -29,6 +30,8 @@ from aicm_manual._typestring.nodes import DictOf, ListOf, Scalar, SetOf, TupleOf
 from aicm_manual._typestring.parser import parse
 from aicm_manual.server._embedded import EmbeddedCollector, embedded_collector
 from aicm_manual.server._openapi import OPENAPI
+
+from .live import POSTGRES_URL, pg_url
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 KEY = "aicm_fuzz_key_123456"
@@ -63,12 +66,30 @@ FUZZ = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCollector]:
-    """One collector for the whole module: fuzzing only needs it to stay up and answer."""
-    database = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'c.db'}"
-    with embedded_collector(database, SCHEMAS, [f"t:{KEY}"]) as c:
-        yield c
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def collector(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedCollector]:
+    """One collector per backend for the whole module: fuzzing only needs it to stay up
+    and answer; both backends must answer alike."""
+    if request.param == "sqlite":
+        with embedded_collector(
+            f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'c.db'}", SCHEMAS, [f"t:{KEY}"]
+        ) as c:
+            yield c
+        return
+    import psycopg
+    from psycopg import sql
+
+    schema = f"aicm_fuzz_{uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        with embedded_collector(pg_url(schema), SCHEMAS, [f"t:{KEY}"]) as c:
+            yield c
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture(scope="module")

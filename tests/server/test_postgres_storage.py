@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from uuid import uuid4
 
 import pytest
-from test_storage_contract import ev, pg_schema, postgres_url  # noqa: F401 - fixtures
 
 from aicm_manual.server._storage.protocol import SummaryRow
+
+from .test_storage_contract import ev, pg_schema, postgres_url  # noqa: F401 - fixtures
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -54,7 +55,7 @@ def test_schema_holds_every_table_and_is_created_once(
                 psycopg.sql.Identifier(pg_schema)
             )
         ).fetchall()
-    assert versions == [(1,)]
+    assert versions == [(1,), (2,)]
 
 
 def test_a_url_with_its_own_search_path_is_used_as_is(

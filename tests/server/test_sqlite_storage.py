@@ -9,13 +9,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_storage_contract import DAY0, HOUR, ev
 
 from aicm_manual import StorageError
 from aicm_manual.server._storage import sqlite as _sqlite
-from aicm_manual.server._storage.protocol import US_PER_DAY, NewEvent, SummaryRow, rollup_deltas
+from aicm_manual.server._storage.protocol import (
+    US_PER_DAY,
+    NewEvent,
+    Refused,
+    SummaryRow,
+    rollup_deltas,
+)
 from aicm_manual.server._storage.sqlite import SqliteStorage
 from aicm_manual.server._storage.sqlite_schema import MIGRATIONS
+
+from .test_storage_contract import DAY0, HOUR, ev
 
 
 def test_a_file_from_the_first_schema_is_migrated_and_keeps_its_events(tmp_path: Path) -> None:
@@ -164,20 +171,26 @@ def test_a_batch_over_one_statement_is_one_transaction_with_in_batch_duplicates(
     assert stored_rollups(tmp_path / "c.db") == sorted(rollup_deltas(first))
 
 
-def test_a_failing_statement_stores_nothing_of_its_batch(tmp_path: Path) -> None:
+def test_a_record_the_database_refuses_is_answered_alone_and_its_batch_is_stored(
+    tmp_path: Path,
+) -> None:
+    """A record SQLite refuses (here NOT NULL) is Refused on its own; the rest of its batch,
+    across statements, is accepted, and the rollups count only what was stored."""
     storage = SqliteStorage(tmp_path / "c.db")
     try:
         per_statement = storage._max_rows
         good = [ev(f"r{n}") for n in range(per_statement + 10)]
         bad = NewEvent(**{**_fields(ev("bad")), "usage": None})  # NOT NULL: the insert fails
-        with pytest.raises(StorageError) as caught:  # translated by the backend
-            storage.ingest([*good, bad])
-        assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
-        assert storage.list_events("tenant-a", limit=10) == []
-        assert storage.cost_summary("tenant-a", "service_id", None, None) == []
-        assert storage.ingest(good[:3]) == ["accepted"] * 3
+        statuses = storage.ingest([*good[:5], bad, *good[5:]])
+        assert statuses[:5] == ["accepted"] * 5
+        assert isinstance(statuses[5], Refused)
+        assert "NOT NULL" in statuses[5].reason
+        assert statuses[6:] == ["accepted"] * (len(good) - 5)
+        assert len(storage.list_events("tenant-a", limit=1000)) == min(1000, len(good))
+        assert storage.ingest(good[:3]) == ["duplicate"] * 3
     finally:
         storage.close()
+    assert stored_rollups(tmp_path / "c.db") == sorted(rollup_deltas(good))
 
 
 def _fields(event: NewEvent) -> dict[str, object]:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_storage_contract import ev
 
 from aicm_manual.server._storage.sqlite import SqliteStorage
 from aicm_manual.server._storage.sqlite_writer import Checkpointer
+
+from .test_storage_contract import ev
 
 
 @pytest.fixture

@@ -21,10 +21,13 @@ from uuid import uuid4
 
 import pytest
 
+from aicm_manual.server._storage.keys import KeyTenantError
 from aicm_manual.server._storage.protocol import (
+    SUM_OUT_OF_RANGE,
     US_PER_DAY,
     ApiKeyRecord,
     NewEvent,
+    Refused,
     Storage,
     SummaryRow,
     UsageRow,
@@ -498,14 +501,40 @@ def test_usage_groups_by_service_with_a_window(storage: Storage) -> None:
 
 
 def test_keys_put_find_replace(storage: Storage) -> None:
+    """A key is found by its hash; named again for its tenant its scopes are replaced;
+    named for another tenant it is refused, naming both, and stays where it was."""
     assert storage.find_key("h1") is None
     storage.put_key("h1", "tenant-a", frozenset({"ingest", "read"}))
     storage.put_key("h2", "tenant-b", frozenset())
     assert storage.find_key("h1") == ApiKeyRecord("tenant-a", frozenset({"ingest", "read"}))
     assert storage.find_key("h2") == ApiKeyRecord("tenant-b", frozenset())
-    storage.put_key("h1", "tenant-c", frozenset({"admin"}))
-    assert storage.find_key("h1") == ApiKeyRecord("tenant-c", frozenset({"admin"}))
+    storage.put_key("h1", "tenant-a", frozenset({"admin"}))
+    assert storage.find_key("h1") == ApiKeyRecord("tenant-a", frozenset({"admin"}))
+    with pytest.raises(KeyTenantError, match=r"'tenant-a'.*'tenant-c'"):
+        storage.put_key("h1", "tenant-c", frozenset({"admin"}))
+    assert storage.find_key("h1") == ApiKeyRecord("tenant-a", frozenset({"admin"}))
     assert storage.find_key("h2") == ApiKeyRecord("tenant-b", frozenset())
+
+
+def test_keys_list_touch_revoke(storage: Storage) -> None:
+    """Keys are listed (all, or a tenant's) with created and last-used times; a revoke
+    scoped to another tenant deletes nothing; a revoked key is no longer found."""
+    storage.put_key("a" * 64, "tenant-a", frozenset({"read"}))
+    storage.put_key("b" * 64, "tenant-b", frozenset({"ingest"}))
+    assert [(k.tenant, k.last_used_at) for k in storage.list_keys()] == [
+        ("tenant-a", None),
+        ("tenant-b", None),
+    ]
+    storage.touch_key("a" * 64)
+    [mine] = storage.list_keys("tenant-a")
+    assert mine.abbreviation == "sha256:aaaaaaaa"
+    assert mine.scopes == frozenset({"read"})
+    assert mine.last_used_at is not None
+    assert storage.revoke_key("a" * 64, "tenant-b") is False
+    assert storage.revoke_key("a" * 64, "tenant-a") is True
+    assert storage.find_key("a" * 64) is None
+    assert storage.revoke_key("a" * 64) is False
+    assert [k.tenant for k in storage.list_keys()] == ["tenant-b"]
 
 
 def test_ping(storage: Storage) -> None:
@@ -656,3 +685,34 @@ def test_two_processes_ingesting_the_same_batches_store_each_record_once(
         want = expected_summary(events, group_by)
         assert check.cost_summary("tenant-a", group_by, None, None) == want  # type: ignore[arg-type]
         assert check.cost_summary("tenant-a", group_by, 1, None) == want  # type: ignore[arg-type]
+
+
+# -- money past 64 bits ---------------------------------------------------------------------
+
+BIG = 5 * 10**18  # 5e9 of the currency in nano-units: fits; two on one rollup row do not
+
+
+def test_a_daily_total_past_64_bits_refuses_that_event_alone(storage: Storage) -> None:
+    """Two events that would carry one day's rollup past 64 bits: the second is Refused
+    with SUM_OUT_OF_RANGE, its batch neighbours are accepted, and nothing of it is kept."""
+    assert storage.ingest([ev("big-1", cost=BIG)]) == ["accepted"]
+    statuses = storage.ingest([ev("n-1"), ev("big-2", cost=BIG), ev("n-2")])
+    assert statuses[0] == statuses[2] == "accepted"
+    assert statuses[1] == Refused(SUM_OUT_OF_RANGE)
+    assert storage.get_events("tenant-a", "big-2") == []
+    [row] = storage.cost_summary("tenant-a", "service_id", None, None)
+    assert row.cost_nanos == BIG + 2_000
+    assert storage.ingest([ev("big-2", cost=BIG)]) == [Refused(SUM_OUT_OF_RANGE)]
+
+
+@pytest.mark.parametrize("whole_days", [True, False], ids=["rollups", "events"])
+def test_sums_over_several_days_are_exact_past_64_bits(storage: Storage, whole_days: bool) -> None:
+    """Events on four days, each day's total within 64 bits and their sum far past it:
+    cost_summary and usage answer the exact sum (rollups for whole days, events else)."""
+    events = [ev(f"d{n}", cost=BIG, at=DAY0 + n * US_PER_DAY + HOUR) for n in range(4)]
+    assert storage.ingest(events) == ["accepted"] * 4
+    since, until = (DAY0, DAY0 + 4 * US_PER_DAY) if whole_days else (DAY0 + 1, None)
+    [row] = storage.cost_summary("tenant-a", "client_customer_key", since, until)
+    assert row.cost_nanos == 4 * BIG
+    months = storage.usage("tenant-a", "month", "service_id", since, until)
+    assert sum(r.cost_nanos for r in months) == 4 * BIG

@@ -45,6 +45,33 @@ def config_for_service(configs: Iterable[UsageConfig], service_id: str) -> Usage
     return fallback or client_fallback
 
 
+def ambiguous_services(configs: Iterable[UsageConfig]) -> list[tuple[str, list[str], str]]:
+    """The service entries ``config_for_service`` cannot settle by its rule, as (entry, the
+    config ids listing it, the one that takes its records): an exact entry in several
+    configs, or a ``vendor::*`` entry in several plain configs (or, with no plain one, in
+    several CostManager configs). A ``vendor::*`` entry in one plain config and in
+    CostManager configs is no ambiguity: the plain config takes the manual records."""
+    ordered = list(configs)
+    listed: dict[str, list[UsageConfig]] = {}
+    for config in ordered:
+        for service in config.services:
+            listed.setdefault(service.service_id, []).append(config)
+    found = []
+    for entry, holders in listed.items():
+        if len(holders) < 2:
+            continue
+        if entry.endswith("*"):
+            plain = [c for c in holders if not is_handling_config(c.handling_config)]
+            if len(plain) == 1:
+                continue
+        # "vendor::" names no model, so only "vendor::*" entries can match it.
+        winner = config_for_service(ordered, entry.removesuffix("*"))
+        found.append(
+            (entry, [c.config_id for c in holders], "" if winner is None else winner.config_id)
+        )
+    return found
+
+
 def config_for_record(
     config_id: str | None,
     service_id: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 try:
     import msgspec  # noqa: F401  # the collector's dependencies, checked up front
+    import prometheus_client  # noqa: F401
     import starlette  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the collector needs its extra: pip install 'aicm-manual[server]'") from exc

@@ -25,21 +25,27 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .._configs.model import UsageConfig
 from .._protocol import MAX_REQUEST_BYTES
-from .._records import format_timestamp_us, normalise_timestamp
+from .._records import check_id, normalise_timestamp
 from .._secret import key_digest
 from ..errors import AicmError, StorageError
-from ._ingest import Ingestor, PricerLike, RequestError, cost_text
-from ._storage.protocol import ApiKeyRecord, Storage, StoredEvent, SummaryRow
+from ._answers import event, key_out, summary, usage_answer
+from ._ingest import Ingestor, PricerLike, RequestError
+from ._metrics import Metrics
+from ._storage.keys import KeyInfo, resolve
+from ._storage.protocol import ApiKeyRecord, Storage, SummaryRow
+from ._wire import EventList, EventsOfId, Health, KeyList, Revoked
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("aicm_manual.server")
 _json = msgspec.json.Encoder()
+_TOUCH_EVERY_S = 60.0
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -59,8 +65,8 @@ class Collector:
         self.storage = storage
         self.configs = {c.config_id: c for c in configs}
         self.ingestor = Ingestor(self.configs, pricer, storage)
-        self.started = time.time()
-        self.requests: dict[str, int] = {}
+        self.metrics = Metrics(queue_depth=getattr(storage, "queue_depth", None))
+        self.touched: dict[str, float] = {}  # key digest -> when last_used_at was written
         listing = _json.encode({"configs": [c.to_dict() for c in configs]})
         self.listing = (listing, _etag(listing))
         self.one = {c.config_id: (body := _json.encode(c.to_dict()), _etag(body)) for c in configs}
@@ -70,7 +76,8 @@ class Collector:
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A storage call in the thread pool; any failure of it is a StorageError."""
         try:
-            return await run_in_threadpool(fn, *args)
+            with self.metrics.storage_call():
+                return await run_in_threadpool(fn, *args)
         except RequestError:
             raise
         except Exception as exc:
@@ -80,13 +87,17 @@ class Collector:
         header = request.headers.get("authorization", "")
         if not header.startswith("Bearer ") or not header[7:].strip():
             return error(401, "missing API key (Authorization: Bearer <key>)")
-        record: ApiKeyRecord | None = await self._db(
-            self.storage.find_key, key_digest(header[7:].strip())
-        )
+        digest = key_digest(header[7:].strip())
+        record: ApiKeyRecord | None = await self._db(self.storage.find_key, digest)
         if record is None:
             return error(401, "unknown API key")
         if scope not in record.scopes and "admin" not in record.scopes:
             return error(403, f"this key lacks the {scope!r} scope")
+        now = time.monotonic()
+        if now - self.touched.get(digest, -_TOUCH_EVERY_S) >= _TOUCH_EVERY_S:
+            # "Last used" for `keys list`, written at most once a minute per key.
+            self.touched[digest] = now
+            await self._db(self.storage.touch_key, digest)
         return record
 
     def route(
@@ -95,11 +106,17 @@ class Collector:
         name = fn.__name__  # a fixed label: paths carry ids, which would grow without end
 
         async def handler(request: Request) -> Response:
-            self.requests[name] = self.requests.get(name, 0) + 1
-            auth = await self._auth(request, scope)
-            if isinstance(auth, Response):
-                return auth
+            with self.metrics.timed(name):
+                response = await answer(request)
+            self.metrics.requests.labels(name, str(response.status_code)).inc()
+            return response
+
+        async def answer(request: Request) -> Response:
             try:
+                # The key lookup reads the storage too: inside, so an outage is a 503.
+                auth = await self._auth(request, scope)
+                if isinstance(auth, Response):
+                    return auth
                 return await fn(request, auth)
             except RequestError as exc:
                 return error(exc.status, str(exc))
@@ -142,19 +159,31 @@ class Collector:
                 return error(400, "body is not valid gzip")
             if len(body) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
                 return error(413, f"decompressed body over {MAX_REQUEST_BYTES} bytes")
+            # One gzip member, whole, and nothing after it: records past its end would
+            # otherwise go unread and unanswered.
+            if not inflater.eof:
+                return error(400, "gzip body is truncated")
+            if inflater.unused_data:
+                return error(400, "gzip body has data after its end (one gzip member only)")
         prepared = self.ingestor.prepare(key.tenant, body)
         statuses = await self._db(self.storage.ingest, prepared.events) if prepared.events else []
         status, answer = self.ingestor.answer(prepared, statuses)
+        unpriced = sum(
+            1
+            for event, result in zip(prepared.events, statuses, strict=True)
+            if event.cost_nanos is None and result == "accepted"
+        )
+        self.metrics.count_answer(answer["summary"], prepared.size, unpriced)
         return json_response(answer, status)
 
     # -- queries ----------------------------------------------------------------------------
 
     async def get_event(self, request: Request, key: ApiKeyRecord) -> Response:
-        rid = request.path_params["response_id"]
+        rid = _id(request.path_params["response_id"], "response_id")
         events = await self._db(self.storage.get_events, key.tenant, rid)
         if not events:
             return error(404, f"no event with response_id {rid!r}")
-        return json_response({"events": [_event(e) for e in events]})
+        return json_response(EventsOfId([event(e) for e in events]))
 
     async def list_events(self, request: Request, key: ApiKeyRecord) -> Response:
         q = request.query_params
@@ -163,8 +192,8 @@ class Collector:
         events = await self._db(
             lambda: self.storage.list_events(
                 key.tenant,
-                service_id=q.get("service_id"),
-                client_customer_key=q.get("client_customer_key"),
+                service_id=_id(q.get("service_id"), "service_id"),
+                client_customer_key=_id(q.get("client_customer_key"), "client_customer_key"),
                 since_us=_time(q.get("from"), "from"),
                 until_us=_time(q.get("to"), "to"),
                 after_id=cursor,
@@ -172,7 +201,7 @@ class Collector:
             )
         )
         next_cursor = str(events[-1].id) if len(events) == limit else None
-        return json_response({"events": [_event(e) for e in events], "next_cursor": next_cursor})
+        return json_response(EventList([event(e) for e in events], next_cursor))
 
     async def cost_summary(self, request: Request, key: ApiKeyRecord) -> Response:
         q = request.query_params
@@ -186,7 +215,7 @@ class Collector:
             _time(q.get("from"), "from"),
             _time(q.get("to"), "to"),
         )
-        return json_response(_summary(rows, group_by))
+        return json_response(summary(rows, group_by))
 
     async def usage(self, request: Request, key: ApiKeyRecord) -> Response:
         q = request.query_params
@@ -203,52 +232,41 @@ class Collector:
             _time(q.get("from"), "from"),
             _time(q.get("to"), "to"),
         )
-        return json_response(
-            {
-                "bucket": bucket,
-                "group_by": group_by,
-                "rows": [
-                    {
-                        "start": format_timestamp_us(r.bucket_start_us),
-                        group_by: r.key,
-                        "events": r.events,
-                        "cost": cost_text(r.cost_nanos),
-                        "currency": r.currency,
-                        "unpriced": r.unpriced,
-                    }
-                    for r in rows
-                ],
-            }
-        )
+        return json_response(usage_answer(rows, bucket, group_by))
+
+    # -- keys (admin scope; a tenant's own keys only) -------------------------------------
+
+    async def list_keys(self, request: Request, key: ApiKeyRecord) -> Response:
+        found: list[KeyInfo] = await self._db(self.storage.list_keys, key.tenant)
+        return json_response(KeyList([key_out(k) for k in found]))
+
+    async def revoke_key(self, request: Request, key: ApiKeyRecord) -> Response:
+        found: list[KeyInfo] = await self._db(self.storage.list_keys, key.tenant)
+        try:
+            target = resolve(found, request.path_params["ref"])
+        except ValueError as exc:
+            raise RequestError(400, str(exc)) from None
+        except LookupError as exc:
+            raise RequestError(404, str(exc).strip("'\"")) from None
+        if not await self._db(self.storage.revoke_key, target.key_hash, key.tenant):
+            raise RequestError(404, f"no key {target.abbreviation}")
+        return json_response(Revoked(target.abbreviation))
 
     # -- probes -----------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        return json_response({"status": "ok"})
+        return json_response(Health("ok"))
 
     async def readyz(self, request: Request) -> Response:
         try:
             await run_in_threadpool(self.storage.ping)
         except Exception as exc:  # any failure means "not ready", with the reason
-            return error(503, f"storage unavailable: {type(exc).__name__}")
-        return json_response({"status": "ready"})
+            return error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": "1"})
+        return json_response(Health("ready"))
 
-    async def metrics(self, request: Request) -> Response:
-        lines = [
-            "# HELP aicm_records_total Records answered by /api/v1/track, by status.",
-            "# TYPE aicm_records_total counter",
-            *(
-                f'aicm_records_total{{status="{s}"}} {n}'
-                for s, n in sorted(self.ingestor.counts.items())
-            ),
-            "# HELP aicm_requests_total Authenticated-route requests, by route.",
-            "# TYPE aicm_requests_total counter",
-            *(f'aicm_requests_total{{route="{r}"}} {n}' for r, n in sorted(self.requests.items())),
-            "# HELP aicm_uptime_seconds Seconds since the collector started.",
-            "# TYPE aicm_uptime_seconds gauge",
-            f"aicm_uptime_seconds {time.time() - self.started:.3f}",
-        ]
-        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    async def metrics_text(self, request: Request) -> Response:
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
 
     async def openapi(self, request: Request) -> Response:
         from ._openapi import OPENAPI
@@ -263,17 +281,46 @@ def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerL
         Route("/api/v1/configs/{config_id}", c.route("read", c.get_config), methods=["GET"]),
         Route("/api/v1/track", c.route("ingest", c.track), methods=["POST"]),
         Route("/api/v1/events", c.route("read", c.list_events), methods=["GET"]),
-        Route("/api/v1/events/{response_id}", c.route("read", c.get_event), methods=["GET"]),
+        # An id may hold "/" (sent as %2F, which the server decodes before routing) and, to
+        # be answered 400, any other character: "path" would not match a newline.
+        Route(
+            "/api/v1/events/{response_id:any_text}", c.route("read", c.get_event), methods=["GET"]
+        ),
         Route("/api/v1/costs/summary", c.route("read", c.cost_summary), methods=["GET"]),
         Route("/api/v1/usage", c.route("read", c.usage), methods=["GET"]),
+        Route("/api/v1/keys", c.route("admin", c.list_keys), methods=["GET"]),
+        Route("/api/v1/keys/{ref}", c.route("admin", c.revoke_key), methods=["DELETE"]),
         Route("/api/v1/openapi.json", c.openapi, methods=["GET"]),
         Route("/healthz", c.healthz, methods=["GET"]),
         Route("/readyz", c.readyz, methods=["GET"]),
-        Route("/metrics", c.metrics, methods=["GET"]),
+        Route("/metrics", c.metrics_text, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: _http_error, 405: _http_error},  # JSON, as every other answer
+    )
     app.state.collector = c
     return app
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter of any characters, "/" and newlines included."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", _AnyText())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    return error(status, str(getattr(exc, "detail", "")) or "error", getattr(exc, "headers", None))
 
 
 def _etag(body: bytes) -> str:
@@ -294,6 +341,16 @@ def _int(text: str | None, name: str, default: int, low: int, high: int) -> int:
     return int(text)
 
 
+def _id(text: str | None, name: str) -> Any:
+    """An id given as a parameter, held to the rules of a stored one (400 otherwise)."""
+    if text is None:
+        return None
+    try:
+        return check_id(name, text)
+    except AicmError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
 def _time(text: str | None, name: str) -> int | None:
     if text is None:
         return None
@@ -303,56 +360,3 @@ def _time(text: str | None, name: str) -> int | None:
         raise RequestError(
             400, f"{name} must be an RFC 3339 time such as 2026-11-24T00:00:00Z"
         ) from None
-
-
-def _event(e: StoredEvent) -> dict[str, Any]:
-    return {
-        "response_id": e.response_id,
-        "config_id": e.config_id,
-        "service_id": e.service_id,
-        "timestamp": format_timestamp_us(e.timestamp_us),
-        "received_at": format_timestamp_us(e.received_us),
-        "client_customer_key": e.client_customer_key,
-        "usage": msgspec.json.decode(e.usage),
-        "context": None if e.context is None else msgspec.json.decode(e.context),
-        "priced": e.cost_nanos is not None,
-        "cost": None if e.cost_nanos is None else cost_text(e.cost_nanos),
-        "currency": e.currency,
-        "price_source": e.price_source,
-        "cursor": str(e.id),
-    }
-
-
-def _summary(rows: list[SummaryRow], group_by: str) -> dict[str, Any]:
-    merged: dict[str | None, dict[str, Any]] = {}
-    totals: dict[str, int] = {}
-    for r in rows:
-        row = merged.setdefault(
-            r.key, {group_by: r.key, "events": 0, "cost_nanos": {}, "unpriced": 0}
-        )
-        row["events"] += r.events
-        row["unpriced"] += r.unpriced
-        if r.currency is not None:
-            row["cost_nanos"][r.currency] = row["cost_nanos"].get(r.currency, 0) + r.cost_nanos
-            totals[r.currency] = totals.get(r.currency, 0) + r.cost_nanos
-    out_rows = []
-    single = next(iter(totals)) if len(totals) == 1 else None
-    for row in merged.values():
-        costs: dict[str, int] = row.pop("cost_nanos")
-        if single is not None or not costs:
-            row["cost"] = cost_text(costs.get(single or "", 0))
-        else:
-            row["cost"] = {cur: cost_text(n) for cur, n in sorted(costs.items())}
-        out_rows.append(row)
-    out_rows.sort(key=lambda r: (r[group_by] is None, r[group_by] or ""))
-    if len(totals) <= 1:
-        return {
-            "rows": out_rows,
-            "total_cost": cost_text(totals.get(single or "", 0)),
-            "currency": single or "USD",
-        }
-    return {
-        "rows": out_rows,
-        "total_cost": {cur: cost_text(n) for cur, n in sorted(totals.items())},
-        "currency": None,
-    }

@@ -22,11 +22,12 @@ import uvicorn
 from starlette.applications import Starlette
 
 from .._configs.sources import DirectoryConfigSource
-from .._secret import key_digest
+from .._secret import abbreviate, key_digest
+from ..errors import ConfigError, StorageError
 from ._app import create_app
 from ._auth import parse_key_spec
 from ._pricing import Pricer
-from ._storage import check_url, open_storage
+from ._storage import check_url, disk_full_hint, open_storage
 from ._storage.protocol import SCOPES, Storage
 
 
@@ -42,7 +43,7 @@ def build(
 ) -> tuple[Storage, Starlette]:
     """The app and its storage; keys and configs are checked before the database opens."""
     check_url(database)
-    keys = [parse_key_spec(spec) for spec in api_keys]
+    keys = check_key_specs(api_keys)
     configs = DirectoryConfigSource(schemas_dir).all()
     pricer = Pricer(configs)
     pricer.warm_up()
@@ -51,9 +52,30 @@ def build(
         for tenant, key in keys:
             storage.put_key(key_digest(key), tenant, SCOPES)
         return storage, create_app(storage, configs, pricer)
+    except StorageError as exc:
+        storage.close()
+        hint = ""
+        if database.startswith("sqlite:///") and "full" not in str(exc):
+            hint = disk_full_hint(Path(database[len("sqlite:///") :]).expanduser())
+        raise StorageError(f"{exc}{hint}") from exc
     except BaseException:
         storage.close()
         raise
+
+
+def check_key_specs(api_keys: Sequence[str]) -> list[tuple[str, str]]:
+    """(tenant, key) of each ``[TENANT:]KEY``, once each; a key named for two tenants is
+    refused, naming both (a key belongs to one tenant)."""
+    tenant_of: dict[str, str] = {}
+    for spec in api_keys:
+        tenant, key = parse_key_spec(spec)
+        earlier = tenant_of.setdefault(key, tenant)
+        if earlier != tenant:
+            raise ConfigError(
+                f"key {abbreviate(key_digest(key))} is named for tenant {earlier!r} and for"
+                f" tenant {tenant!r}; a key belongs to one tenant"
+            )
+    return [(tenant, key) for key, tenant in tenant_of.items()]
 
 
 @contextmanager

@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, Protocol
 
 import msgspec
 
 from .._configs.model import UsageConfig
-from .._configs.routing import config_for_record, config_for_service, remember
+from .._configs.routing import ambiguous_services, config_for_record, remember
 from .._protocol import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, RECORD_KEYS, answer
-from .._records import MAX_ID_LENGTH, check_id, normalise_timestamp
+from .._records import BAD_ID_CHARACTERS, MAX_ID_LENGTH, check_id
 from ..errors import AicmError, ConfigNotFoundError
-from ._storage.protocol import IngestStatus, NewEvent, Storage
+from ._storage.protocol import IngestResult, NewEvent, Refused, Storage
+from ._timestamps import parse_timestamp
 
 log = logging.getLogger("aicm_manual.server")
 
@@ -62,49 +61,6 @@ def cost_text(nanos: int) -> str:
     return f"{'-' if nanos < 0 else ''}{units}.{fraction:09d}"
 
 
-# -- timestamps ---------------------------------------------------------------------------
-
-_US_PER_DAY = 86_400_000_000
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_HOUR = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:")
-# "MM:SS" -> microseconds: one dict lookup checks and converts both fields.
-_MINUTE_SECOND = {
-    f"{m:02d}:{s:02d}": (m * 60 + s) * 1_000_000 for m in range(60) for s in range(60)
-}
-_hour_us: dict[str, int] = {}  # "YYYY-MM-DDTHH:" -> microseconds; a batch shares a few hours
-
-
-def parse_timestamp(value: object) -> int:
-    """Microseconds since the epoch, exactly as ``normalise_timestamp`` answers. The
-    client's ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` is read with two dict lookups; anything else
-    goes to the general parser, which also words the errors."""
-    if type(value) is str and (len(value) == 20 or len(value) == 27) and value[-1] == "Z":
-        hour = _hour_us.get(value[:14])
-        if hour is None:
-            hour = _hour_start(value[:14])
-        second = _MINUTE_SECOND.get(value[14:19])
-        if hour is not None and second is not None:
-            if len(value) == 20:
-                return hour + second
-            micros = value[20:26]
-            if value[19] == "." and micros.isascii() and micros.isdigit():
-                return hour + second + int(micros)
-    return normalise_timestamp(value)
-
-
-def _hour_start(prefix: str) -> int | None:
-    if not _HOUR.fullmatch(prefix) or int(prefix[11:13]) > 23:
-        return None
-    try:
-        day = date.fromisoformat(prefix[:10]).toordinal() - _EPOCH_ORDINAL
-    except ValueError:
-        return None
-    if len(_hour_us) >= 4096:
-        _hour_us.clear()
-    start = _hour_us[prefix] = day * _US_PER_DAY + int(prefix[11:13]) * 3_600_000_000
-    return start
-
-
 # -- what a record's (config_id, service_id) resolves to -----------------------------------
 
 
@@ -133,22 +89,17 @@ class Ingestor:
         # For records without a config_id: configs in id order, searched by the client's
         # rule (config_for_service), so both sides file a record alike.
         self._by_id = sorted(configs.values(), key=lambda c: c.config_id)
-        first: dict[str, str] = {}
-        for config in self._by_id:
-            for service in config.services:
-                earlier = first.setdefault(service.service_id, config.config_id)
-                if earlier != config.config_id:
-                    # "vendor::" names no model, so only "vendor::*" entries can match it.
-                    probe = service.service_id.removesuffix("*")
-                    winner = config_for_service(self._by_id, probe)
-                    log.warning(
-                        "aicm collector: configs %r and %r both list %r; records without a"
-                        " config_id go to %r",
-                        earlier,
-                        config.config_id,
-                        service.service_id,
-                        None if winner is None else winner.config_id,
-                    )
+        for entry, holders, winner in ambiguous_services(self._by_id):
+            names = [repr(h) for h in holders]
+            log.warning(
+                "aicm collector: configs %s and %s %s list %r; records without a config_id"
+                " go to %r",
+                ", ".join(names[:-1]),
+                names[-1],
+                "both" if len(names) == 2 else "all",
+                entry,
+                winner,
+            )
 
     def handle(self, tenant: str, body: bytes) -> tuple[int, dict[str, Any]]:
         prepared = self.prepare(tenant, body)
@@ -212,11 +163,14 @@ class Ingestor:
             and (context is None or type(context) is dict)
         ):
             return None
+        bad = BAD_ID_CHARACTERS.search
+        if bad(service_id) or bad(response_id) or (customer is not None and bad(customer)):
+            return None
         stamp = raw.get("timestamp")
         if type(stamp) is not str:
             return None
         config_id = raw.get("config_id")
-        if config_id is not None and type(config_id) is not str:
+        if config_id is not None and (type(config_id) is not str or bad(config_id)):
             return None
         route = self._routes.get((config_id, service_id)) or self._route(config_id, service_id)
         if isinstance(route, str) or (route.is_valid is not None and not route.is_valid(usage)):
@@ -349,6 +303,11 @@ class Ingestor:
             return None, ["timestamp out of range"]
         usage_json = _encoder.encode(usage)
         context_json = None if context is None else _encoder.encode(context)
+        # NUL is the one character no backend keeps in text: refused in any string or key
+        # (JSON escapes it as a backslash and u0000; an escaped backslash before u0000 is none).
+        for name, encoded in (("usage", usage_json), ("context", context_json)):
+            if encoded is not None and _NUL in encoded and _has_nul(encoded):
+                return None, [f"{name} must not contain a NUL character in any string or key"]
         # The payload hash: the record as sent, in canonical JSON. Spliced from the parts
         # encoded for storage; the bytes equal encoding the whole list at once, so hashes
         # stored by earlier versions still tell duplicates from conflicts.
@@ -384,10 +343,20 @@ class Ingestor:
     # -- step 3: the answer, once the storage has committed ------------------------------------
 
     def answer(
-        self, prepared: Prepared, statuses: Sequence[IngestStatus]
+        self, prepared: Prepared, statuses: Sequence[IngestResult]
     ) -> tuple[int, dict[str, Any]]:
         results: list[dict[str, Any]] = []
         for index, event, status in zip(prepared.indexes, prepared.events, statuses, strict=True):
+            if isinstance(status, Refused):
+                results.append(
+                    {
+                        "index": index,
+                        "response_id": event.response_id,
+                        "status": "rejected",
+                        "errors": [status.reason],
+                    }
+                )
+                continue
             result: dict[str, Any] = {
                 "index": index,
                 "response_id": event.response_id,
@@ -407,6 +376,20 @@ class Ingestor:
             for name, n in body["summary"].items():
                 self.counts[name] = self.counts.get(name, 0) + n
         return code, body
+
+
+_NUL = b"\\u0000"
+
+
+def _has_nul(encoded: bytes) -> bool:
+    """Whether JSON text holds an escaped NUL (``\\u0000`` after an even run of backslashes)."""
+    start = encoded.find(_NUL)
+    while start >= 0:
+        slashes = len(encoded[:start]) - len(encoded[:start].rstrip(b"\\"))
+        if slashes % 2 == 0:
+            return True
+        start = encoded.find(_NUL, start + 1)
+    return False
 
 
 class Prepared:

@@ -1,24 +1,31 @@
-"""The OpenAPI 3.1 document served at /api/v1/openapi.json (kept beside the routes it describes)."""
+"""The OpenAPI 3.1 document served at /api/v1/openapi.json (kept beside the routes it describes).
+
+Every answer's schema is generated from the Struct the route encodes (``_wire``), so the
+document cannot drift from what is sent; requests and parameters are described here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from .._protocol import MAX_RECORDS_PER_REQUEST
 from .._records import MAX_ID_LENGTH
+from ._wire import ANSWERS
 
-_ERROR = {
-    "description": "error",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {"detail": {"type": "string"}},
-                "required": ["detail"],
-            }
-        }
-    },
-}
+_REF = "#/components/schemas/{name}"
+_, _SCHEMAS = msgspec.json.schema_components(ANSWERS, ref_template=_REF)
+
+
+def _json(name: str, description: str = "ok") -> dict[str, Any]:
+    """A JSON answer whose body is the ``_wire`` Struct called ``name``."""
+    assert name in _SCHEMAS, name
+    ref = {"$ref": _REF.format(name=name)}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
+_ERROR = _json("ErrorAnswer", "error")
 _RETRY = {
     **_ERROR,
     "description": "storage unavailable; retry after the given seconds",
@@ -40,18 +47,6 @@ _RECORD = {
         "context": {"type": "object"},
     },
 }
-_RESULT = {
-    "type": "object",
-    "required": ["index", "status"],
-    "properties": {
-        "index": {"type": "integer"},
-        "response_id": {"type": ["string", "null"]},
-        "status": {"enum": ["accepted", "duplicate", "rejected", "conflict"]},
-        "errors": {"type": "array", "items": {"type": "string"}},
-        "cost": {"type": "string"},
-        "currency": {"type": "string"},
-    },
-}
 
 
 def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -62,14 +57,14 @@ def _path(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _get(summary: str, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _get(summary: str, answer: str, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "get": {
             "summary": summary,
             "security": [{"bearer": []}],
             "parameters": params or [],
             "responses": {
-                "200": {"description": "ok", "content": {"application/json": {"schema": {}}}},
+                "200": _json(answer),
                 "400": _ERROR,
                 "404": _ERROR,
                 **_AUTH_ERRORS,
@@ -96,12 +91,15 @@ _GROUP = _query("group_by", {"enum": ["client_customer_key", "service_id"]})
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "aicm-manual collector", "version": "1"},
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": _SCHEMAS,
+    },
     "paths": {
-        "/api/v1/configs": _conditional(_get("Every config")),
+        "/api/v1/configs": _conditional(_get("Every config", "ConfigList")),
         "/api/v1/configs/{config_id}": {
             "get": {
-                **_get("One config")["get"],
+                **_get("One config", "Config")["get"],
                 "parameters": [
                     {
                         "name": "config_id",
@@ -136,34 +134,8 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
                 "responses": {
-                    "200": {
-                        "description": "every record accepted or a duplicate",
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "results": {"type": "array", "items": _RESULT},
-                                        "summary": {"type": "object"},
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "207": {
-                        "description": "some records rejected or in conflict",
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "results": {"type": "array", "items": _RESULT},
-                                        "summary": {"type": "object"},
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "200": _json("TrackAnswer", "every record accepted or a duplicate"),
+                    "207": _json("TrackAnswer", "some records rejected or in conflict"),
                     "400": _ERROR,
                     "413": _ERROR,
                     **_AUTH_ERRORS,
@@ -172,6 +144,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/events": _get(
             "Events in storage order (keyset pagination by cursor)",
+            "EventList",
             [
                 _query("service_id", {"type": "string"}),
                 _query("client_customer_key", {"type": "string"}),
@@ -182,7 +155,7 @@ OPENAPI: dict[str, Any] = {
         ),
         "/api/v1/events/{response_id}": {
             "get": {
-                **_get("The events with this response_id")["get"],
+                **_get("The events with this response_id", "EventsOfId")["get"],
                 "parameters": [
                     {
                         "name": "response_id",
@@ -193,12 +166,29 @@ OPENAPI: dict[str, Any] = {
                 ],
             }
         },
-        "/api/v1/costs/summary": _get("Cost per customer or service", [_GROUP, *_WINDOW]),
+        "/api/v1/costs/summary": _get(
+            "Cost per customer or service", "Summary", [_GROUP, *_WINDOW]
+        ),
         "/api/v1/usage": _get(
             "Events and cost per time bucket",
+            "UsageAnswer",
             [_query("bucket", {"enum": ["hour", "day", "month"]}), _GROUP, *_WINDOW],
         ),
-        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+        "/api/v1/keys": _get("The key's tenant's keys (admin scope)", "KeyList"),
+        "/api/v1/keys/{ref}": {
+            "delete": {
+                "summary": "Revoke one of the tenant's keys (admin scope)",
+                "security": [{"bearer": []}],
+                "parameters": [_path("ref")],
+                "responses": {
+                    "200": _json("Revoked"),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json("Health")}}},
         "/metrics": {
             "get": {
                 "summary": "Prometheus text metrics",
@@ -210,7 +200,7 @@ OPENAPI: dict[str, Any] = {
         "/readyz": {
             "get": {
                 "summary": "Readiness (storage reachable)",
-                "responses": {"200": {"description": "ready"}, "503": _ERROR},
+                "responses": {"200": _json("Health", "ready"), "503": _ERROR},
             }
         },
     },

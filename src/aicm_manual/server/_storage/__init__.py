@@ -11,6 +11,8 @@ and translate the driver's exceptions into ``StorageError`` before they leave. M
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import ConfigError, StorageError
@@ -58,5 +60,27 @@ def open_storage(url: str, *, create: bool = True) -> Storage:
     try:
         storage: Storage = opener(target)
     except Exception as exc:  # sqlite3 or psycopg errors: name the database, keep the cause
-        raise StorageError(f"cannot open {redact(url)}: {exc}") from exc
+        hint = disk_full_hint(target) if isinstance(target, Path) else ""
+        raise StorageError(f"cannot open {redact(url)}: {exc}{hint}") from exc
     return storage
+
+
+# SQLite says "disk I/O error" or "database or disk is full" when it cannot grow the file
+# or its WAL; with this little room left, that is the reason.
+LOW_DISK_BYTES = 16 * 1024 * 1024
+
+
+def disk_full_hint(
+    path: Path, free_bytes: Callable[[Path], int] = lambda p: shutil.disk_usage(p).free
+) -> str:
+    """ " (the disk holding PATH is full: N bytes free)" when it nearly is, else ""."""
+    folder = path.resolve().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = free_bytes(folder)
+    except OSError:
+        return ""
+    if free >= LOW_DISK_BYTES:
+        return ""
+    return f" (the disk holding {path} is full: {free} bytes free; free some space)"

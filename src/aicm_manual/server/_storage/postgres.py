@@ -22,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from ..._migrations import apply_migrations, split_statements
+from . import keys
 from .postgres_connections import (
     Connection,
     Connections,
@@ -31,16 +32,18 @@ from .postgres_connections import (
 )
 from .postgres_schema import MIGRATIONS
 from .protocol import (
+    SUM_OUT_OF_RANGE,
     US_PER_DAY,
     ApiKeyRecord,
     Bucket,
     GroupBy,
-    IngestStatus,
+    IngestResult,
     NewEvent,
     StoredEvent,
     SummaryRow,
     UsageRow,
     event_window,
+    isolate,
     rollup_deltas,
     translating,
     whole_days,
@@ -163,15 +166,20 @@ class PostgresStorage:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def ingest(self, events: Sequence[NewEvent]) -> list[IngestStatus]:
+    def ingest(self, events: Sequence[NewEvent]) -> list[IngestResult]:
         if not events:
             return []
         received = int(self._clock() * 1_000_000)
-        return self._run(lambda conn: self._ingest(conn, events, received))
+        # A record the database refuses is answered alone; its neighbours are kept.
+        return isolate(
+            events,
+            lambda part: self._run(lambda conn: self._ingest(conn, part, received)),
+            _refusal,
+        )
 
     def _ingest(
         self, conn: Connection, events: Sequence[NewEvent], received: int
-    ) -> list[IngestStatus]:
+    ) -> list[IngestResult]:
         keys = [(e.tenant, e.service_id, e.response_id) for e in events]
         first: dict[_Key, int] = {}  # only a key's first occurrence is offered for insert
         for n, key in enumerate(keys):
@@ -208,13 +216,17 @@ class PostgresStorage:
 
     def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
         now = self._clock()
-        self._run(
-            lambda conn: conn.execute(
-                "INSERT INTO api_keys VALUES (%s, %s, %s, %s) ON CONFLICT (key_hash)"
-                " DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes",
-                (key_hash, tenant, ",".join(sorted(scopes)), now),
-            )
-        )
+        self._run(lambda conn: keys.put_key(conn.execute, "%s", key_hash, tenant, scopes, now))
+
+    def revoke_key(self, key_hash: str, tenant: str | None = None) -> bool:
+        return self._run(lambda conn: keys.revoke_key(conn.execute, "%s", key_hash, tenant))
+
+    def touch_key(self, key_hash: str) -> None:
+        now = self._clock()
+        self._run(lambda conn: keys.touch_key(conn.execute, "%s", key_hash, now))
+
+    def list_keys(self, tenant: str | None = None) -> list[keys.KeyInfo]:
+        return self._run(lambda conn: keys.list_keys(conn.execute, "%s", tenant))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -273,23 +285,25 @@ class PostgresStorage:
                 where.append("day < %s")
                 args.append(until_us // US_PER_DAY)
             query = (
-                f"SELECT {column}, currency, sum(events)::bigint, sum(cost_nanos)::bigint,"
+                f"SELECT {column}, currency, sum(events)::bigint, sum(cost_nanos),"
                 f" sum(unpriced)::bigint FROM rollups_daily WHERE {' AND '.join(where)}"
                 f" GROUP BY {column}, currency ORDER BY {column}, currency"
             )
             return [
-                SummaryRow(r[0] or None, r[1] or None, r[2], r[3], r[4])
+                SummaryRow(r[0] or None, r[1] or None, r[2], int(r[3]), r[4])
                 for r in self._fetch(query, args)
             ]
         window, window_args = event_window(tenant, since_us, until_us, "%s")
         query = (
             f"SELECT {column}, CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
-            " count(*), coalesce(sum(cost_nanos), 0)::bigint,"
+            " count(*), coalesce(sum(cost_nanos), 0),"  # numeric: exact past 64 bits
             " count(*) FILTER (WHERE cost_nanos IS NULL)"
             f" FROM events WHERE {window} GROUP BY {column}, cur"
             f" ORDER BY {column} NULLS FIRST, cur NULLS FIRST"  # SQLite puts NULL first
         )
-        return [SummaryRow(*r) for r in self._fetch(query, window_args)]
+        return [
+            SummaryRow(r[0], r[1], r[2], int(r[3]), r[4]) for r in self._fetch(query, window_args)
+        ]
 
     def usage(
         self,
@@ -304,12 +318,12 @@ class PostgresStorage:
         query = (
             f"SELECT {_BUCKET_START[bucket]} AS b, {column},"
             " CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
-            " count(*), coalesce(sum(cost_nanos), 0)::bigint,"
+            " count(*), coalesce(sum(cost_nanos), 0),"  # numeric: exact past 64 bits
             " count(*) FILTER (WHERE cost_nanos IS NULL)"
             f" FROM events WHERE {where} GROUP BY b, {column}, cur"
             f" ORDER BY b, {column} NULLS FIRST, cur NULLS FIRST"
         )
-        return [UsageRow(*r) for r in self._fetch(query, args)]
+        return [UsageRow(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in self._fetch(query, args)]
 
     def ping(self) -> None:
         self._fetch("SELECT 1", [])
@@ -319,6 +333,15 @@ class PostgresStorage:
 
 
 # -- connections --------------------------------------------------------------------------
+
+
+def _refusal(exc: Exception) -> str | None:
+    """Why the database refused an event for its data, or None (then it is unavailable)."""
+    if isinstance(exc, psycopg.errors.NumericValueOutOfRange):
+        return SUM_OUT_OF_RANGE  # only the rollups' sums can leave bigint: costs are checked
+    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+        return f"the storage refused it: {str(exc).splitlines()[0]}"
+    return None
 
 
 def _columns(rows: Sequence[NewEvent]) -> list[list[Any]]:

@@ -46,4 +46,6 @@ MIGRATIONS: list[str] = [
         created_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # When each key was last used (``keys list``), written at most once a minute per key.
+    "ALTER TABLE api_keys ADD COLUMN last_used_at DOUBLE PRECISION;",
 ]

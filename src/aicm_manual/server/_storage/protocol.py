@@ -7,7 +7,12 @@ same tests:
   and answers, in order, ``accepted`` (new), ``duplicate`` (same payload hash) or
   ``conflict`` (same key, other payload). It returns only after the accepted events are
   committed, and updates the daily rollups in the same transaction. Safe when several
-  collector processes ingest the same events at once.
+  collector processes ingest the same events at once. An event the backend cannot keep
+  for a reason of its data is answered ``Refused(reason)`` alone (``isolate``): its
+  neighbours are stored; ``StorageError`` is kept for the storage being unavailable.
+- A daily rollup's cost (tenant, day, customer, service, currency) fits in a signed
+  64-bit integer of nano-units; the event that would carry it past is ``Refused`` with
+  ``SUM_OUT_OF_RANGE``. Sums over several rollups or events are exact (no 64-bit limit).
 - Costs are integers in nano-units of their currency (1e-9), never floats.
 - Every query is scoped to one tenant.
 - ``config_id`` is None for a record no config lists (stored unpriced). Both backends
@@ -20,16 +25,60 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from ...errors import StorageError
 
+if TYPE_CHECKING:
+    from .keys import KeyInfo
+
 IngestStatus = Literal["accepted", "duplicate", "conflict"]
+SUM_OUT_OF_RANGE = (
+    "the costs of this customer and service on this UTC day would sum past"
+    " 9223372036.854775807 of the currency, the most one daily total holds"
+)
 GroupBy = Literal["client_customer_key", "service_id"]
 Bucket = Literal["hour", "day", "month"]
 SCOPES = frozenset({"ingest", "read", "admin"})
 US_PER_DAY = 86_400_000_000
 _C = TypeVar("_C", bound=type)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """An event the storage could not keep for a reason of its data (answered rejected)."""
+
+    reason: str
+
+
+IngestResult = IngestStatus | Refused
+
+
+def isolate(
+    events: Sequence[NewEvent],
+    store: Callable[[Sequence[NewEvent]], list[IngestResult]],
+    refusal: Callable[[Exception], str | None],
+) -> list[IngestResult]:
+    """``store(events)``; if it fails for a data reason (``refusal`` names it, None for
+    anything else, which is raised), the events are stored in halves, down to the one
+    event that fails, which alone is Refused. Each half commits on its own, in order, so a
+    key repeated across halves is the later half's duplicate, as in one batch."""
+    try:
+        return store(events)
+    except Exception as exc:
+        reason = refusal(exc)
+        if reason is None:
+            raise
+        if len(events) == 1:
+            return [Refused(reason)]
+    mid = len(events) // 2
+    return isolate(events[:mid], store, refusal) + isolate(events[mid:], store, refusal)
+
+
+def split_nanos(hi: int | None, lo: int | None) -> int:
+    """A sum a backend returned as sum(x / 1e9) and sum(x % 1e9) (each far from 64-bit
+    overflow), put together exactly."""
+    return (hi or 0) * 1_000_000_000 + (lo or 0)
 
 
 def translating(driver_error: type[BaseException]) -> Callable[[_C], _C]:
@@ -176,7 +225,7 @@ def event_window(
 
 
 class Storage(Protocol):
-    def ingest(self, events: Sequence[NewEvent]) -> list[IngestStatus]: ...
+    def ingest(self, events: Sequence[NewEvent]) -> list[IngestResult]: ...
 
     def get_events(self, tenant: str, response_id: str) -> list[StoredEvent]:
         """Every event of the tenant with this response_id (one per service)."""
@@ -214,10 +263,23 @@ class Storage(Protocol):
     ) -> list[UsageRow]: ...
 
     def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
-        """Register (or replace) an API key by its SHA-256; the key itself is never stored."""
+        """Register an API key by its SHA-256 (the key itself is never stored), or replace
+        its scopes; ``keys.KeyTenantError`` if it is bound to another tenant."""
         ...
 
     def find_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def list_keys(self, tenant: str | None = None) -> list[KeyInfo]:
+        """Every key (of ``tenant`` when given), never the key itself."""
+        ...
+
+    def revoke_key(self, key_hash: str, tenant: str | None = None) -> bool:
+        """Delete a key (only if it is ``tenant``'s, when given); whether one was."""
+        ...
+
+    def touch_key(self, key_hash: str) -> None:
+        """Record that the key was used now (``last_used_at``)."""
+        ...
 
     def ping(self) -> None:
         """Raise if the database cannot be reached (readiness)."""

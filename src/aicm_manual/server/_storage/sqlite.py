@@ -22,17 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from ..._migrations import apply_migrations, retry_while_locked
+from . import keys
 from .protocol import (
     US_PER_DAY,
     ApiKeyRecord,
     Bucket,
     GroupBy,
-    IngestStatus,
+    IngestResult,
     NewEvent,
     StoredEvent,
     SummaryRow,
     UsageRow,
     event_window,
+    split_nanos,
     translating,
     whole_days,
 )
@@ -95,6 +97,9 @@ _EVENT_COLUMNS = (
     "id, tenant, NULLIF(config_id, ''), service_id, response_id, timestamp_us, received_us,"
     " client_customer_key, usage, context, payload_hash, cost_nanos, currency, price_source"
 )
+# SQLite's sum() of integers fails past 64 bits; summed as whole units and nano remainders
+# (each far from overflow) and put together in Python, a total is exact (split_nanos).
+_EXACT_SUM = "sum(cost_nanos / 1000000000), sum(cost_nanos % 1000000000)"
 _GROUP_COLUMN = {"client_customer_key": "client_customer_key", "service_id": "service_id"}
 
 
@@ -119,6 +124,10 @@ class SqliteStorage:
         # WAL starts over, is only a safety net should that thread fail.
         self._db.execute(f"PRAGMA wal_autocheckpoint={2 * checkpointer.restart_frames}")
         self._writer = Writer(self._db, self._ingest_rows, checkpointer)
+
+    def queue_depth(self) -> int:
+        """Write jobs waiting for the writer thread (for /metrics)."""
+        return self._writer.queue_depth()
 
     def warm_up(self) -> None:
         """Prepare the insert of every statement size on the writer, so that no request
@@ -153,14 +162,14 @@ class SqliteStorage:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def ingest(self, events: Sequence[NewEvent]) -> list[IngestStatus]:
+    def ingest(self, events: Sequence[NewEvent]) -> list[IngestResult]:
         if not events:
             return []
         return self._writer.ingest(events, int(self._clock() * 1_000_000))
 
     def _ingest_rows(
         self, db: sqlite3.Connection, events: Sequence[NewEvent], received: Sequence[int]
-    ) -> list[IngestStatus]:
+    ) -> list[IngestResult]:
         """Insert one batch (the writer merges waiting requests into one), in the writer's
         transaction if there is one, else in one of its own; answer each event in order.
         The rollups follow by trigger (migration 3).
@@ -185,7 +194,7 @@ class SqliteStorage:
     @staticmethod
     def _sort_out(
         db: sqlite3.Connection, events: Sequence[NewEvent], inserted: int, last: int
-    ) -> list[IngestStatus]:
+    ) -> list[IngestResult]:
         """Statuses when some events were not inserted: the accepted ones are the
         ``inserted`` rows of highest id up to ``last``, this connection's last insert.
         AUTOINCREMENT ids only grow and nobody else writes while the insert holds the write
@@ -199,7 +208,7 @@ class SqliteStorage:
                 (last, inserted),
             )
         }
-        statuses: list[IngestStatus] = []
+        statuses: list[IngestResult] = []
         for e in events:
             key = (e.tenant, e.service_id, e.response_id)
             if key in new:
@@ -216,13 +225,17 @@ class SqliteStorage:
 
     def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
         now = self._clock()
-        self._writer.call(
-            lambda db: db.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?) ON CONFLICT (key_hash)"
-                " DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes",
-                (key_hash, tenant, ",".join(sorted(scopes)), now),
-            )
-        )
+        self._writer.call(lambda db: keys.put_key(db.execute, "?", key_hash, tenant, scopes, now))
+
+    def revoke_key(self, key_hash: str, tenant: str | None = None) -> bool:
+        return self._writer.call(lambda db: keys.revoke_key(db.execute, "?", key_hash, tenant))
+
+    def touch_key(self, key_hash: str) -> None:
+        now = self._clock()
+        self._writer.call(lambda db: keys.touch_key(db.execute, "?", key_hash, now))
+
+    def list_keys(self, tenant: str | None = None) -> list[keys.KeyInfo]:
+        return keys.list_keys(self._reader().execute, "?", tenant)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -291,21 +304,24 @@ class SqliteStorage:
             # sort); given days, "+" keeps the planner on the primary key's (tenant, day).
             plus = "" if since_us is None and until_us is None else "+"
             sql = (
-                f"SELECT {column}, currency, sum(events), sum(cost_nanos), sum(unpriced)"
+                f"SELECT {column}, currency, sum(events), {_EXACT_SUM}, sum(unpriced)"
                 f" FROM rollups_daily WHERE {' AND '.join(where)}"
                 f" GROUP BY {plus}{column}, {plus}currency ORDER BY {column}, currency"
             )
             return [
-                SummaryRow(r[0] or None, r[1] or None, r[2], r[3], r[4])
+                SummaryRow(r[0] or None, r[1] or None, r[2], split_nanos(r[3], r[4]), r[5])
                 for r in self._reader().execute(sql, args)
             ]
         window, window_args = _window(tenant, since_us, until_us)
         sql = (
             f"SELECT {column}, CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
-            " count(*), coalesce(sum(cost_nanos), 0), sum(cost_nanos IS NULL)"
+            f" count(*), {_EXACT_SUM}, sum(cost_nanos IS NULL)"
             f" FROM events WHERE {window} GROUP BY {column}, cur ORDER BY {column}, cur"
         )
-        return [SummaryRow(*r) for r in self._reader().execute(sql, window_args)]
+        return [
+            SummaryRow(r[0], r[1], r[2], split_nanos(r[3], r[4]), r[5])
+            for r in self._reader().execute(sql, window_args)
+        ]
 
     def usage(
         self,
@@ -326,10 +342,13 @@ class SqliteStorage:
         sql = (
             f"SELECT {start} AS b, {column},"
             " CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
-            " count(*), coalesce(sum(cost_nanos), 0), sum(cost_nanos IS NULL)"
+            f" count(*), {_EXACT_SUM}, sum(cost_nanos IS NULL)"
             f" FROM events WHERE {where} GROUP BY b, {column}, cur ORDER BY b, {column}, cur"
         )
-        return [UsageRow(*r) for r in self._reader().execute(sql, args)]
+        return [
+            UsageRow(r[0], r[1], r[2], r[3], split_nanos(r[4], r[5]), r[6])
+            for r in self._reader().execute(sql, args)
+        ]
 
     def ping(self) -> None:
         self._reader().execute("SELECT 1").fetchone()

@@ -27,6 +27,7 @@ def statements(script: str) -> list[str]:
 
 
 US_PER_HOUR = 3_600_000_000
+SUM_OVERFLOW = "aicm: daily cost sum out of range"  # the trigger's message, read by the writer
 HOUR_EXPR = f"timestamp_us / {US_PER_HOUR}"  # SQLite's integer division: towards zero
 
 MIGRATIONS: list[str] = [
@@ -98,4 +99,32 @@ MIGRATIONS: list[str] = [
             unpriced = unpriced + excluded.unpriced;
     END
     """,
+    # A daily rollup's cost stays a 64-bit integer: SQLite would turn an overflowing sum
+    # into a float. The event that would carry it past is refused (the writer answers it
+    # alone, see _storage.protocol.isolate); events before and after it are kept.
+    f"""
+    DROP TRIGGER events_rollup;
+    CREATE TRIGGER events_rollup AFTER INSERT ON events BEGIN
+        INSERT INTO rollups_daily VALUES (
+            NEW.tenant,
+            CASE WHEN NEW.timestamp_us >= 0 THEN NEW.timestamp_us / {US_PER_DAY}
+                 ELSE (NEW.timestamp_us + 1) / {US_PER_DAY} - 1 END,
+            coalesce(NEW.client_customer_key, ''),
+            NEW.service_id,
+            CASE WHEN NEW.cost_nanos IS NULL THEN '' ELSE coalesce(NEW.currency, '') END,
+            1, coalesce(NEW.cost_nanos, 0), NEW.cost_nanos IS NULL)
+        ON CONFLICT (tenant, day, client_customer_key, service_id, currency) DO UPDATE SET
+            events = events + 1,
+            cost_nanos = CASE
+                WHEN (excluded.cost_nanos > 0
+                      AND cost_nanos > 9223372036854775807 - excluded.cost_nanos)
+                  OR (excluded.cost_nanos < 0
+                      AND cost_nanos < (-9223372036854775807 - 1) - excluded.cost_nanos)
+                THEN RAISE(ABORT, '{SUM_OVERFLOW}')
+                ELSE cost_nanos + excluded.cost_nanos END,
+            unpriced = unpriced + excluded.unpriced;
+    END
+    """,
+    # When each key was last used (``keys list``), written at most once a minute per key.
+    "ALTER TABLE api_keys ADD COLUMN last_used_at REAL;",
 ]

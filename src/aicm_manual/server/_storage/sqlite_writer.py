@@ -31,11 +31,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from .protocol import IngestStatus, NewEvent
+from .protocol import SUM_OUT_OF_RANGE, IngestResult, NewEvent, isolate
+from .sqlite_schema import SUM_OVERFLOW
 
 log = logging.getLogger("aicm_manual.server")
 _T = TypeVar("_T")
-IngestRows = Callable[[sqlite3.Connection, Sequence[NewEvent], Sequence[int]], list[IngestStatus]]
+IngestRows = Callable[[sqlite3.Connection, Sequence[NewEvent], Sequence[int]], list[IngestResult]]
 MAX_GROUP_JOBS = 64
 MAX_GROUP_EVENTS = 20_000  # a bound on one transaction's size, and on its first job's wait
 
@@ -66,9 +67,13 @@ class Writer:
         self._thread = threading.Thread(target=self._loop, name="aicm-sqlite-writer", daemon=True)
         self._thread.start()
 
-    def ingest(self, events: Sequence[NewEvent], received_us: int) -> list[IngestStatus]:
-        result: list[IngestStatus] = self._submit(_Ingest(events, received_us))
+    def ingest(self, events: Sequence[NewEvent], received_us: int) -> list[IngestResult]:
+        result: list[IngestResult] = self._submit(_Ingest(events, received_us))
         return result
+
+    def queue_depth(self) -> int:
+        """Jobs waiting for the writer thread (for /metrics)."""
+        return self._jobs.qsize()
 
     def call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         result: _T = self._submit(fn)
@@ -165,9 +170,25 @@ class Writer:
 
     def _attempt(self, job: Callable[[sqlite3.Connection], Any] | _Ingest) -> Any:
         try:
+            if isinstance(job, _Ingest):
+                # A record the database refuses is answered alone; its neighbours are kept.
+                return isolate(
+                    job.events,
+                    lambda events: self._transaction([_Ingest(events, job.received_us)])[0],
+                    _refusal,
+                )
             return self._transaction([job])[0]
         except Exception as exc:
             return exc
+
+
+def _refusal(exc: Exception) -> str | None:
+    """Why the database refused an event for its data, or None (then it is unavailable)."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return SUM_OUT_OF_RANGE if SUM_OVERFLOW in str(exc) else f"the storage refused it: {exc}"
+    if isinstance(exc, (sqlite3.DataError, OverflowError)):
+        return f"the storage refused it: {exc}"
+    return None
 
 
 def _size(job: _Job) -> int:
