@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ledger_support import SECRET, Receiver, Side, event, open_side, serve_receiver, sqlite_side
 
 from aicm_manual.server._budget_watch import BudgetWatcher
 from aicm_manual.server._storage.protocol import US_PER_DAY
 from aicm_manual.server._webhooks import Dispatcher
+
+from .ledger_support import SECRET, Receiver, Side, event, open_side, serve_receiver, sqlite_side
 
 DAY = 20_000
 NANO = 1_000_000_000

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ledger_support import DAY, Side, event, open_side
 
 from aicm_manual.server._webhooks import Message
+
+from .ledger_support import DAY, Side, event, open_side
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

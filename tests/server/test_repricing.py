@@ -10,12 +10,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from ledger_support import DAY, Side, event, open_side
 
 from aicm_manual._configs.model import Pricing, Rate
 from aicm_manual.server._pricing import Pricer, PriceRule
 from aicm_manual.server._storage.protocol import US_PER_DAY
 from aicm_manual.server._storage.repricing import reprice, unpriced_report
+
+from .ledger_support import DAY, Side, event, open_side
 
 NANO = 1_000_000_000
 

@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from ledger_support import SECRET, Receiver, serve_receiver
 
 from aicm_manual.server._webhooks import (
     RETRY_AFTER_S,
@@ -23,6 +22,8 @@ from aicm_manual.server._webhooks import (
     parse_webhook,
     threshold_body,
 )
+
+from .ledger_support import SECRET, Receiver, serve_receiver
 
 
 @pytest.fixture

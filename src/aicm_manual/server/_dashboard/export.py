@@ -43,10 +43,12 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"
 
 def event_json(event: StoredEvent) -> dict[str, Any]:
     """The event as the API shows it (one definition: the API's own)."""
-    # Imported here: the app may mount the dashboard while it is still being imported.
-    from .._app import _event
+    import msgspec
 
-    return _event(event)
+    from .._answers import event as api_event
+
+    shown: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(api_event(event)))
+    return shown
 
 
 def csv_row(event: dict[str, Any]) -> list[str]:
