@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from .server._commands import add_commands
     except ImportError:  # without the server extra: say how to get the verbs
-        for verb in ("serve", "keys", "report", "demo"):
+        for verb in ("serve", "keys", "report", "demo", "export"):
             commands.add_parser(verb, help="needs the server extra").set_defaults(server_run=None)
     else:
         add_commands(commands)

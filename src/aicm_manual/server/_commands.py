@@ -11,6 +11,7 @@ import errno
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,14 +22,16 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .._records import format_timestamp_us
+from .._secret import key_digest
 from ..errors import ConfigError
-from ._auth import DEFAULT_TENANT
+from ._auth import DEFAULT_TENANT, new_key
 from ._connections import ConnectionLimits
+from ._dashboard.cli import add_export_command
 from ._embedded import build, check_key_specs, embedded_collector
 from ._ingest import cost_text
 from ._key_commands import keys_create, keys_list, keys_revoke
 from ._storage import check_url, open_storage
-from ._storage.protocol import GroupBy, SummaryRow
+from ._storage.protocol import GroupBy, Storage, SummaryRow
 
 DEFAULT_DATABASE = "sqlite:///aicm-data/collector.db"
 DEMO_KEY = "aicm_demo_key_0123456789"
@@ -131,7 +134,16 @@ def add_commands(commands: Any) -> None:
     )
     demo.add_argument("--schemas", default="schemas", help="folder of the config files")
     demo.add_argument("--records", type=int, default=3000, help="records to track")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep serving the collector and its dashboard after the reports, until Ctrl-C",
+    )
+    demo.add_argument(
+        "--port", type=int, default=0, help="port of the demo's collector (0: any free one)"
+    )
     demo.set_defaults(server_run=_demo)
+    add_export_command(commands, default_database=DEFAULT_DATABASE)
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -288,7 +300,9 @@ def _demo(args: argparse.Namespace) -> int:
         old.unlink()
     database = f"sqlite:///{data / 'collector.db'}"
     console.rule("aicm-manual demo")
-    with embedded_collector(database, args.schemas, [f"demo:{DEMO_KEY}"]) as collector:
+    with embedded_collector(
+        database, args.schemas, [f"demo:{DEMO_KEY}"], port=args.port
+    ) as collector:
         console.print(f"embedded collector on {collector.url}, SQLite at {data / 'collector.db'}")
         common = {
             "aicm_api_base": collector.url,
@@ -360,7 +374,22 @@ def _demo(args: argparse.Namespace) -> int:
         console.print("[bold]Delivery health[/]", shown)
         for t in (mini, big, avatar):
             t.close(10)
+        if args.serve:
+            _serve_demo(console, collector.url, storage)
     return 0 if left == 0 else 1
+
+
+def _serve_demo(console: Console, url: str, storage: Storage) -> None:
+    """Keep the demo's collector up for a person to look at, with a read key of its own."""
+    key = new_key()
+    storage.put_key(key_digest(key), "demo", frozenset({"read"}))
+    console.print(f"[bold]Dashboard:[/] {url}/dashboard")
+    console.print(f"Sign in with this read key (shown once): {key}")
+    console.print("Serving until Ctrl-C.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 def _chat(rng: random.Random, model: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from .._secret import abbreviate, key_digest
 from ..errors import ConfigError, StorageError
 from ._app import create_app
 from ._auth import parse_key_spec
+from ._dashboard import load_secret, mount_dashboard
 from ._pricing import Pricer
 from ._storage import check_url, disk_full_hint, open_storage
 from ._storage.protocol import SCOPES, Storage
@@ -51,7 +52,10 @@ def build(
     try:
         for tenant, key in keys:
             storage.put_key(key_digest(key), tenant, SCOPES)
-        return storage, create_app(storage, configs, pricer)
+        app = create_app(storage, configs, pricer)
+        # The dashboard (/dashboard, and / redirecting to it) reads the same storage.
+        mount_dashboard(app, storage, load_secret(database))
+        return storage, app
     except StorageError as exc:
         storage.close()
         hint = ""
