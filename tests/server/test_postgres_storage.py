@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import pytest
 
+from aicm_manual.server._storage.postgres_schema import MIGRATIONS
 from aicm_manual.server._storage.protocol import SummaryRow
 
 from .test_storage_contract import ev, pg_schema, postgres_url  # noqa: F401 - fixtures
@@ -44,9 +45,13 @@ def test_schema_holds_every_table_and_is_created_once(
 ) -> None:
     assert tables(postgres_url, pg_schema) == {
         "api_keys",
+        "budgets",
         "events",
+        "price_rules",
         "rollups_daily",
         "schema_migrations",
+        "webhook_messages",
+        "webhooks",
     }
     PostgresStorage(postgres_url, schema=pg_schema).close()  # a second start changes nothing
     with psycopg.connect(postgres_url) as conn:
@@ -55,7 +60,7 @@ def test_schema_holds_every_table_and_is_created_once(
                 psycopg.sql.Identifier(pg_schema)
             )
         ).fetchall()
-    assert versions == [(1,), (2,)]
+    assert versions == [(v,) for v in range(1, len(MIGRATIONS) + 1)]
 
 
 def test_a_url_with_its_own_search_path_is_used_as_is(

@@ -23,6 +23,7 @@ from psycopg.rows import TupleRow
 
 from ..._migrations import apply_migrations, split_statements
 from . import keys
+from .ledger import Ledger
 from .postgres_connections import (
     Connection,
     Connections,
@@ -122,6 +123,9 @@ class PostgresStorage:
         self._sequence: str = row[0]
         self._connections: Connections = open_pool(url, self._options, self._configure) or (
             IdleConnections(self._connect)
+        )
+        self.ledger = Ledger(
+            self._run, self._run, lambda c: c.transaction(), dialect="postgres", clock=clock
         )
 
     # -- connections and migrations ---------------------------------------------------------

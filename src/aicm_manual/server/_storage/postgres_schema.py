@@ -6,6 +6,8 @@ them, under an advisory lock so that collectors starting together take turns.
 
 from __future__ import annotations
 
+from .ledger import migration
+
 # Identifier columns sort as bytes ("C"), like SQLite, whatever the database's locale.
 MIGRATIONS: list[str] = [
     """
@@ -48,4 +50,6 @@ MIGRATIONS: list[str] = [
     """,
     # When each key was last used (``keys list``), written at most once a minute per key.
     "ALTER TABLE api_keys ADD COLUMN last_used_at DOUBLE PRECISION;",
+    # Tenant price rules, budgets, webhooks and the webhook outbox (see ledger).
+    migration("postgres"),
 ]

@@ -31,6 +31,7 @@ from ...errors import StorageError
 
 if TYPE_CHECKING:
     from .keys import KeyInfo
+    from .ledger import Ledger
 
 IngestStatus = Literal["accepted", "duplicate", "conflict"]
 SUM_OUT_OF_RANGE = (
@@ -225,6 +226,9 @@ def event_window(
 
 
 class Storage(Protocol):
+    # Tenant price rules, budgets, webhooks and their outbox: one SQL text for both backends.
+    ledger: Ledger
+
     def ingest(self, events: Sequence[NewEvent]) -> list[IngestResult]: ...
 
     def get_events(self, tenant: str, response_id: str) -> list[StoredEvent]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..._migrations import apply_migrations, retry_while_locked
 from . import keys
+from .ledger import Ledger, sqlite_atomic
 from .protocol import (
     US_PER_DAY,
     ApiKeyRecord,
@@ -124,6 +125,13 @@ class SqliteStorage:
         # WAL starts over, is only a safety net should that thread fail.
         self._db.execute(f"PRAGMA wal_autocheckpoint={2 * checkpointer.restart_frames}")
         self._writer = Writer(self._db, self._ingest_rows, checkpointer)
+        self.ledger = Ledger(
+            self._writer.call,
+            lambda fn: fn(self._reader()),
+            sqlite_atomic,
+            dialect="sqlite",
+            clock=self._clock,
+        )
 
     def queue_depth(self) -> int:
         """Write jobs waiting for the writer thread (for /metrics)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from .ledger import migration
 from .protocol import US_PER_DAY
 
 
@@ -127,4 +128,6 @@ MIGRATIONS: list[str] = [
     """,
     # When each key was last used (``keys list``), written at most once a minute per key.
     "ALTER TABLE api_keys ADD COLUMN last_used_at REAL;",
+    # Tenant price rules, budgets, webhooks and the webhook outbox (see ledger).
+    migration("sqlite"),
 ]
