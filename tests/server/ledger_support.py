@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from uuid import uuid4
 import pytest
 from standardwebhooks import Webhook
 
-from aicm_manual._migrations import split_statements
-from aicm_manual.server._storage.ledger import Ledger, migration, sqlite_atomic
 from aicm_manual.server._storage.protocol import US_PER_DAY, NewEvent, Storage
 from aicm_manual.server._storage.sqlite import SqliteStorage
 from aicm_manual.server._webhooks import new_secret
@@ -46,60 +43,30 @@ def event(rid: str, *, customer: str | None, service: str, cost: int, day: int =
 
 
 class Side:
-    """A backend's storage plus a ledger over a connection of its own to the same database."""
+    """A backend's storage and the ledger it carries."""
 
-    def __init__(self, storage: Storage, ledger: Ledger, close: Callable[[], None]) -> None:
-        self.storage, self.ledger, self._close = storage, ledger, close
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.ledger = storage.ledger
 
     def close(self) -> None:
-        self._close()
         self.storage.close()
 
 
 def sqlite_side(path: Path) -> Side:
-    storage = SqliteStorage(path)
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA busy_timeout=30000")
-    lock = threading.Lock()
-
-    def run(fn: Callable[[Any], Any]) -> Any:
-        with lock:
-            return fn(db)
-
-    made = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'price_rules'").fetchone()
-    if made is None:  # a backend runs this as one of its migrations
-        with sqlite_atomic(db):
-            for statement in split_statements(migration("sqlite")):
-                db.execute(statement)
-    ledger = Ledger(run, run, sqlite_atomic, dialect="sqlite", clock=lambda: 5.0)
-    return Side(storage, ledger, db.close)
+    return Side(SqliteStorage(path))
 
 
 def postgres_side(schema: str) -> Side:
-    psycopg = pytest.importorskip("psycopg")
+    pytest.importorskip("psycopg")
     from aicm_manual.server._storage.postgres import PostgresStorage
 
     try:
-        storage = PostgresStorage(POSTGRES_URL, schema=schema)
+        return Side(PostgresStorage(POSTGRES_URL, schema=schema))
     except Exception as exc:
         if os.environ.get("CI"):
             raise
         pytest.skip(f"PostgreSQL not reachable: {exc}")
-    conn = psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={schema}")
-    lock = threading.Lock()
-
-    def run(fn: Callable[[Any], Any]) -> Any:
-        with lock:
-            return fn(conn)
-
-    def atomic(c: Any) -> AbstractContextManager[object]:
-        return c.transaction()  # type: ignore[no-any-return]
-
-    with conn.transaction():
-        for statement in split_statements(migration("postgres")):
-            conn.execute(statement)
-    ledger = Ledger(run, run, atomic, dialect="postgres", clock=lambda: 5.0)
-    return Side(storage, ledger, conn.close)
 
 
 SECRET = new_secret()

@@ -49,9 +49,26 @@ class RequestError(Exception):
 
 class PricerLike(Protocol):
     def quote(
-        self, config_id: str, service_id: str, usage: Mapping[str, Any]
+        self,
+        config_id: str | None,
+        service_id: str,
+        usage: Mapping[str, Any],
+        timestamp_us: int | None = None,
+        tenant: str | None = None,
     ) -> tuple[int | None, str | None, str | None]:
-        """(cost_nanos, currency, source) of one record, all None when it is unpriced."""
+        """(cost_nanos, currency, source) of one record at its time, for its tenant; all
+        None when it is unpriced."""
+        ...
+
+    def explain(
+        self,
+        config_id: str | None,
+        service_id: str,
+        usage: Mapping[str, Any],
+        timestamp_us: int | None = None,
+        tenant: str | None = None,
+    ) -> str:
+        """Why ``quote`` leaves the record unpriced."""
         ...
 
 
@@ -293,12 +310,15 @@ class Ingestor:
     ) -> tuple[NewEvent | None, list[str]]:
         config = route.config
         config_id = None if config is None else config.config_id
-        if config_id is None:
-            cost_nanos, currency, source = None, None, None
-        else:
-            cost_nanos, currency, source = self.pricer.quote(config_id, service_id, usage)
-            if cost_nanos is not None and not -_INT64 <= cost_nanos < _INT64:
-                return None, ["usage values so large that the cost does not fit in 64 bits"]
+        # At the record's own time, by the tenant's price rule in force then, else its config.
+        pricer = self.pricer
+        cost_nanos, currency, source = pricer.quote(
+            config_id, service_id, usage, timestamp_us, tenant
+        )
+        if cost_nanos is None:  # stored unpriced, with the reason the unpriced report shows
+            source = pricer.explain(config_id, service_id, usage, timestamp_us, tenant)
+        elif not -_INT64 <= cost_nanos < _INT64:
+            return None, ["usage values so large that the cost does not fit in 64 bits"]
         if not -_INT64 <= timestamp_us < _INT64:
             return None, ["timestamp out of range"]
         usage_json = _encoder.encode(usage)

@@ -318,7 +318,11 @@ def _message(row: Sequence[Any]) -> Message:
 
 @contextmanager
 def sqlite_atomic(db: Any) -> Iterator[None]:
-    """A write transaction on a SQLite connection in autocommit mode."""
+    """A write transaction on a SQLite connection in autocommit mode (the collector's writer
+    already runs each job inside one: then it is that one)."""
+    if db.in_transaction:
+        yield
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
