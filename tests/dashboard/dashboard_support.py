@@ -120,7 +120,8 @@ def running_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
     """The collector and its dashboard on a loopback port, seeded once per module."""
     data = tmp_path_factory.mktemp("dashboard")
     database = f"sqlite:///{data / 'collector.db'}"
-    storage, app = build(database, SCHEMAS, [f"tenant-a:{KEY_A}", f"tenant-b:{KEY_B}"])
+    keys = [f"tenant-a:{KEY_A}", f"tenant-b:{KEY_B}"]
+    storage, app = build(database, SCHEMAS, keys, dashboard=False)  # mounted below, test clock
     storage.put_key(key_digest(READ_ONLY_A), "tenant-a", frozenset({"read"}))
     storage.put_key(key_digest(INGEST_ONLY_A), "tenant-a", frozenset({"ingest"}))
     clock = Clock()

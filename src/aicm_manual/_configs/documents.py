@@ -169,6 +169,11 @@ def config_json_schema_text() -> str:
     return json.dumps(config_json_schema(), indent=2, sort_keys=False) + "\n"
 
 
+def problems_of(exc: ValidationError, data: object) -> list[str]:
+    """Every problem of a failed validation, each with its path, value and expectation."""
+    return _problems(exc, data)
+
+
 def _problems(exc: ValidationError, data: object) -> list[str]:
     if not isinstance(data, dict):
         return [f"a config must be a JSON object, got {type(data).__name__}"]

@@ -242,3 +242,23 @@ def _service_dict(service: ServiceConfig) -> dict[str, Any]:
     if service.description is not None:
         out["description"] = service.description
     return out
+
+
+def parse_pricing(data: object, *, source: str) -> Pricing:
+    """A pricing object as a config's service carries it (a tenant price rule's), checked
+    by the same document model; ConfigError names every problem. Unit prices are not
+    checked against a schema here: a field that is missing or not a number leaves a record
+    unpriced, with that reason."""
+    from pydantic import ValidationError
+
+    from .documents import PricingDocument, problems_of
+
+    try:
+        doc = PricingDocument.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(problems_of(exc, data))) from None
+    if doc.genai_prices is not None:
+        ref = doc.genai_prices
+        return Pricing(doc.currency, {}, GenaiPricesRef(ref.provider, ref.model))
+    unit = {name: Rate(Decimal(r.price), r.per) for name, r in (doc.unit or {}).items()}
+    return Pricing(currency=doc.currency, unit=unit)

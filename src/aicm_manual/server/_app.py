@@ -38,6 +38,7 @@ from ..errors import AicmError, StorageError
 from ._answers import event, key_out, summary, usage_answer
 from ._ingest import Ingestor, PricerLike, RequestError
 from ._metrics import Metrics
+from ._money_api import Money
 from ._storage.keys import KeyInfo, resolve
 from ._storage.protocol import ApiKeyRecord, Storage, SummaryRow
 from ._wire import EventList, EventsOfId, Health, KeyList, Revoked
@@ -70,6 +71,7 @@ class Collector:
         listing = _json.encode({"configs": [c.to_dict() for c in configs]})
         self.listing = (listing, _etag(listing))
         self.one = {c.config_id: (body := _json.encode(c.to_dict()), _etag(body)) for c in configs}
+        self.money: Money | None = None  # price rules, budgets, webhooks (create_app sets it)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -167,6 +169,8 @@ class Collector:
                 return error(400, "gzip body has data after its end (one gzip member only)")
         prepared = self.ingestor.prepare(key.tenant, body)
         statuses = await self._db(self.storage.ingest, prepared.events) if prepared.events else []
+        if self.money is not None:
+            self.money.stored(prepared.events, statuses)
         status, answer = self.ingestor.answer(prepared, statuses)
         unpriced = sum(
             1
@@ -276,6 +280,7 @@ class Collector:
 
 def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerLike) -> Starlette:
     c = Collector(storage, configs, pricer)
+    money = c.money = Money(c)
     routes = [
         Route("/api/v1/configs", c.route("read", c.list_configs), methods=["GET"]),
         Route("/api/v1/configs/{config_id}", c.route("read", c.get_config), methods=["GET"]),
@@ -290,6 +295,7 @@ def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerL
         Route("/api/v1/usage", c.route("read", c.usage), methods=["GET"]),
         Route("/api/v1/keys", c.route("admin", c.list_keys), methods=["GET"]),
         Route("/api/v1/keys/{ref}", c.route("admin", c.revoke_key), methods=["DELETE"]),
+        *money.routes(),
         Route("/api/v1/openapi.json", c.openapi, methods=["GET"]),
         Route("/healthz", c.healthz, methods=["GET"]),
         Route("/readyz", c.readyz, methods=["GET"]),

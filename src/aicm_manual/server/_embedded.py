@@ -40,9 +40,10 @@ class EmbeddedCollector:
 
 
 def build(
-    database: str, schemas_dir: str | Path, api_keys: Sequence[str]
+    database: str, schemas_dir: str | Path, api_keys: Sequence[str], *, dashboard: bool = True
 ) -> tuple[Storage, Starlette]:
-    """The app and its storage; keys and configs are checked before the database opens."""
+    """The app and its storage; keys and configs are checked before the database opens.
+    ``dashboard=False`` leaves the dashboard out (to mount one with other settings)."""
     check_url(database)
     keys = check_key_specs(api_keys)
     configs = DirectoryConfigSource(schemas_dir).all()
@@ -53,8 +54,8 @@ def build(
         for tenant, key in keys:
             storage.put_key(key_digest(key), tenant, SCOPES)
         app = create_app(storage, configs, pricer)
-        # The dashboard (/dashboard, and / redirecting to it) reads the same storage.
-        mount_dashboard(app, storage, load_secret(database))
+        if dashboard:  # /dashboard (and / redirecting to it) reads the same storage
+            mount_dashboard(app, storage, load_secret(database))
         return storage, app
     except StorageError as exc:
         storage.close()
@@ -114,4 +115,5 @@ def embedded_collector(
         server.should_exit = True
         thread.join(timeout=timeout)
         sock.close()
+        app.state.collector.money.stop()  # the budget and webhook threads, before the database
         storage.close()

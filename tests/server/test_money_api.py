@@ -1,0 +1,203 @@
+"""The money routes over HTTP on a real collector: tenant price rules, the unpriced report,
+re-pricing, budgets with signed webhook alerts, and limit checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from aicm_manual.server._embedded import embedded_collector
+
+from .ledger_support import SECRET, Receiver, serve_receiver
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+A, B = "aicm_money_key_tenant_a", "aicm_money_key_tenant_b"
+
+
+class Api:
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.headers = url, {"Authorization": f"Bearer {key}"}
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return requests.get(self.url + path, params=params, headers=self.headers, timeout=30)
+
+    def put(self, path: str, body: Any) -> requests.Response:
+        return requests.put(self.url + path, json=body, headers=self.headers, timeout=30)
+
+    def post(self, path: str, body: Any) -> requests.Response:
+        return requests.post(self.url + path, json=body, headers=self.headers, timeout=30)
+
+    def track(self, *records: dict[str, Any]) -> list[dict[str, Any]]:
+        r = self.post("/api/v1/track", {"tracked": list(records)})
+        assert r.status_code in (200, 207), r.text
+        results: list[dict[str, Any]] = r.json()["results"]
+        return results
+
+
+@pytest.fixture
+def apis(tmp_path: Path) -> Iterator[tuple[Api, Api]]:
+    database = f"sqlite:///{tmp_path / 'money.db'}"
+    with embedded_collector(database, SCHEMAS, [f"tenant-a:{A}", f"tenant-b:{B}"]) as c:
+        yield Api(c.url, A), Api(c.url, B)
+
+
+def search(rid: str, day: str, calls: int = 4, customer: str = "acme") -> dict[str, Any]:
+    return {
+        "service_id": "contoso::search",
+        "response_id": rid,
+        "timestamp": f"{day}T12:00:00Z",
+        "usage": {"calls": calls},
+        "client_customer_key": customer,
+    }
+
+
+def totals_match_events(api: Api) -> dict[str, Decimal]:
+    """The summary's total per currency, checked equal to the sum of the events' costs."""
+    events = api.get("/api/v1/events", limit=1000).json()["events"]
+    by_event: dict[str, Decimal] = {}
+    for e in events:
+        if e["priced"]:
+            by_event[e["currency"]] = by_event.get(e["currency"], Decimal(0)) + Decimal(e["cost"])
+    summary = api.get("/api/v1/costs/summary", group_by="service_id").json()
+    assert {summary["currency"]: Decimal(summary["total_cost"])} == by_event, summary
+    assert sum(Decimal(r["cost"]) for r in summary["rows"]) == by_event[summary["currency"]]
+    return by_event
+
+
+def test_a_rule_prices_from_its_date_for_its_tenant_and_repricing_catches_up(
+    apis: tuple[Api, Api],
+) -> None:
+    """Unpriced at first (with its reason), priced after a rule and a re-pricing, exactly;
+    the other tenant's records stay unpriced; a second re-pricing changes nothing."""
+    a, b = apis
+    a.track(search("s1", "2026-05-01"), search("s2", "2026-06-01"))
+    b.track(search("s1", "2026-06-01"))
+    report = a.get("/api/v1/pricing/unpriced").json()["rows"]
+    assert [(r["service_id"], r["events"]) for r in report] == [("contoso::search", 2)]
+    assert "no config lists the service" in report[0]["reason"]
+    rule = {
+        "effective_from": "2026-05-15T00:00:00Z",
+        "pricing": {"currency": "EUR", "unit": {"calls": {"price": "0.25"}}},
+    }
+    put = a.put("/api/v1/prices/contoso::search", rule)
+    assert put.status_code == 201, put.text
+    assert [r["service_id"] for r in a.get("/api/v1/prices").json()["rules"]] == ["contoso::search"]
+    assert b.get("/api/v1/prices").json()["rules"] == []
+    fresh = a.track(search("s3", "2026-06-02"))
+    assert fresh[0]["cost"] == "1.000000000"
+    assert fresh[0]["currency"] == "EUR"
+    done = a.post("/api/v1/reprice", {"only_unpriced": True}).json()
+    assert done["repriced"] == 1  # s2; s1 is before the rule's date and stays unpriced
+    assert done["cost_after"] == {"EUR": "1.000000000"}
+    assert a.post("/api/v1/reprice", {"only_unpriced": True}).json()["repriced"] == 0
+    assert totals_match_events(a) == {"EUR": Decimal("2")}
+    left = a.get("/api/v1/pricing/unpriced").json()["rows"]
+    assert [(r["service_id"], r["events"]) for r in left] == [("contoso::search", 1)]
+    assert [
+        (r["service_id"], r["events"]) for r in b.get("/api/v1/pricing/unpriced").json()["rows"]
+    ] == [("contoso::search", 1)]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"pricing": {"unit": {"calls": {"price": "1"}}}}, "effective_from"),
+        ({"effective_from": "yesterday", "pricing": {"unit": {}}}, "ISO 8601"),
+        (
+            {"effective_from": "2026-01-01", "pricing": {"unit": {"calls": {"price": "-1"}}}},
+            "price",
+        ),
+        ({"effective_from": "2026-01-01", "pricing": {}, "colour": 1}, ""),
+    ],
+)
+def test_bad_price_rules_are_400_with_the_reason(
+    apis: tuple[Api, Api], body: dict[str, Any], problem: str
+) -> None:
+    """A rule that cannot be used is refused and nothing is stored."""
+    a, _ = apis
+    r = a.put("/api/v1/prices/contoso::search", body)
+    assert r.status_code == 400, r.text
+    assert problem in r.json()["detail"]
+    assert a.get("/api/v1/prices").json()["rules"] == []
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serve_receiver() as running:
+        yield running
+
+
+def test_a_budget_crossing_arrives_signed_and_blocks_the_limit_check(
+    apis: tuple[Api, Api], receiver: Receiver
+) -> None:
+    """50% then 100% reach the webhook once each, in order; /limits/check says not allowed
+    for the blocked customer and allowed for another; the deliveries are listed."""
+    a, b = apis
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert a.put("/api/v1/webhooks/ops", {"url": receiver.url, "secret": SECRET}).status_code == 200
+    a.put(
+        "/api/v1/prices/contoso::search",
+        {
+            "effective_from": "2000-01-01T00:00:00Z",
+            "pricing": {"currency": "USD", "unit": {"calls": {"price": "1"}}},
+        },
+    )
+    put = a.put(
+        "/api/v1/budgets/acme-daily",
+        {
+            "scope": {"client_customer_key": "acme"},
+            "period": "day",
+            "limit": "10",
+            "thresholds": [0.5, 1.0],
+            "action": "block",
+        },
+    )
+    assert put.status_code == 201, put.text
+    assert put.json()["state"] == "ok"
+    a.track(search("b1", today, calls=6))
+    a.track(search("b2", today, calls=5))
+    b.track(search("b1", today, calls=50))  # another tenant's spend counts for nobody here
+    deadline = time.monotonic() + 20
+    while len(receiver.verified) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    data = [m["data"] for m in receiver.verified]
+    assert [(d["threshold"], d["spent"]) for d in data] == [
+        (0.5, "6.000000000"),
+        (1.0, "11.000000000"),
+    ]
+    budget = a.get("/api/v1/budgets/acme-daily").json()
+    assert (budget["state"], budget["spent"], budget["remaining"]) == (
+        "exceeded",
+        "11.000000000",
+        "0.000000000",
+    )
+    blocked = a.get("/api/v1/limits/check", client_customer_key="acme", service_id="x::y").json()
+    assert blocked["allowed"] is False
+    other = a.get("/api/v1/limits/check", client_customer_key="globex").json()
+    assert other == {"allowed": True, "budgets": []}
+    deliveries = a.get("/api/v1/webhooks/ops/deliveries").json()["deliveries"]
+    assert sorted(d["body"]["data"]["threshold"] for d in deliveries) == [0.5, 1.0]
+    assert all(d["delivered_at"] for d in deliveries)
+    assert b.get("/api/v1/budgets").json()["budgets"] == []
+
+
+def test_only_admin_keys_change_prices_and_budgets(tmp_path: Path) -> None:
+    """A read key may look but not change: 403 for PUT and POST."""
+    from aicm_manual._secret import key_digest
+    from aicm_manual.server._embedded import build
+
+    database = f"sqlite:///{tmp_path / 'scopes.db'}"
+    storage, _ = build(database, SCHEMAS, [])
+    storage.put_key(key_digest("aicm_reader_only_key"), "t", frozenset({"read"}))
+    storage.close()
+    with embedded_collector(database, SCHEMAS, []) as c:
+        reader = Api(c.url, "aicm_reader_only_key")
+        assert reader.get("/api/v1/budgets").status_code == 200
+        assert reader.put("/api/v1/budgets/x", {"period": "day", "limit": "1"}).status_code == 403
+        assert reader.post("/api/v1/reprice", {}).status_code == 403
