@@ -652,3 +652,37 @@ def test_records_reach_the_collector_priced_and_once(
     assert event["usage"] == CHAT_CANONICAL
     # gpt-4o-mini: 176 input at 0.15, 1024 cache reads at 0.075, 300 output at 0.60 per MTok.
     assert Decimal(event["cost"]) == Decimal("0.0002832")
+
+
+def test_enforce_limits_stops_the_call_before_it_is_made(
+    vendor: VendorServer, schemas: Path, delivery: CapturingDelivery
+) -> None:
+    """Under an exceeded block budget for the customer, the wrapped call never reaches the
+    vendor: UsageLimitExceeded is raised before it; another customer's call goes through."""
+    from aicm_manual import UsageLimitExceeded
+
+    cm = manager(openai_client(vendor), schemas, delivery, enforce_limits=True)
+    try:
+        guard = cm.tracker.limits
+        assert guard is not None
+        guard.set_budgets(
+            [
+                {
+                    "budget_id": "acme-monthly",
+                    "scope": {"client_customer_key": "acme", "service_id": "openai::*"},
+                    "action": "block",
+                    "state": "exceeded",
+                    "period_end": "2999-01-01T00:00:00.000000Z",
+                }
+            ]
+        )
+        cm.tracker.set_customer_key("acme")
+        before = len(vendor.requests)
+        with pytest.raises(UsageLimitExceeded, match="acme-monthly"):
+            cm.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert len(vendor.requests) == before  # the expensive call was never made
+        cm.tracker.set_customer_key("globex")
+        cm.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert len(vendor.requests) == before + 1
+    finally:
+        cm.close()

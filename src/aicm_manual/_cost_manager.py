@@ -127,6 +127,7 @@ class _Manager:
                 self.tracker.close(timeout=0)
             raise
         self.extractor = UniversalExtractor(handling, self.config_id)
+        self._vendor = config.services[0].service_id.partition("::")[0] if config.services else ""
         self.strict = strict
         self.tracked = 0
         self.errors = 0
@@ -175,6 +176,20 @@ class _Manager:
             error,
             exc_info=error,
         )
+
+    def _check_limits(self, spec: MethodSpec, kwargs: Mapping[str, Any], when: datetime) -> None:
+        guard = self.tracker.limits
+        if guard is None:
+            return
+        try:  # what the request alone says about the record (the response is not there yet)
+            fields = self._fields(spec, kwargs, None, when)
+        except Exception:
+            fields = {}
+        customer = fields.get("client_customer_key") or self.tracker.default_customer_key
+        service = fields.get("service_id")
+        if not service:  # usually read off the response: the config's vendor and the model
+            service = f"{self._vendor}::{kwargs.get('model', '')}"
+        guard.check(customer, str(service))
 
     def _failed(self, method: str, error: BaseException) -> None:
         self._count_error(method, error)
@@ -286,6 +301,7 @@ class CostManager(_Manager):
             if spec.stream_kwargs and kwargs.get("stream") is True:
                 kwargs = _with_stream_kwargs(kwargs, spec.stream_kwargs)
             when = datetime.now(timezone.utc)
+            self._check_limits(spec, kwargs, when)  # before the call: a blocked one never runs
             response = method(*args, **kwargs)
             if isinstance(response, Awaitable):
                 self._failed(
@@ -359,6 +375,7 @@ class AsyncCostManager(_Manager):
             if spec.stream_kwargs and kwargs.get("stream") is True:
                 kwargs = _with_stream_kwargs(kwargs, spec.stream_kwargs)
             when = datetime.now(timezone.utc)
+            self._check_limits(spec, kwargs, when)  # before the call: a blocked one never runs
             response = method(*args, **kwargs)
             if isinstance(response, Awaitable):
                 response = await response

@@ -42,6 +42,10 @@ class RecordBuilder:
         self._customer_key: str | None = None
         self._context: dict[str, Any] | None = None
 
+    @property
+    def customer_key(self) -> str | None:
+        return self._customer_key
+
     def set_customer_key(self, client_customer_key: str | None) -> None:
         if client_customer_key is not None:
             check_id("client_customer_key", client_customer_key)

@@ -28,6 +28,7 @@ from ._delivery.modes import EngineDelivery, Mode
 from ._delivery.process import get_global_delivery
 from ._delivery.queued import OnDiscard
 from ._delivery.settings import DeliverySettings, DeliveryType, OnFull
+from ._limits import LimitGuard
 from ._llm import tracking as _llm_track
 from ._logging import configure_logging, log, redacted_body
 from ._record_builder import RecordBuilder, alias, seed_form
@@ -85,6 +86,7 @@ class Tracker(_llm_track.LlmHelpers):
         log_level: str | int | None = None,
         log_bodies: bool | None = None,
         environ: Mapping[str, str] | None = None,
+        enforce_limits: bool = False,
     ) -> None:
         self.settings = Settings.resolve(
             aicm_api_key=aicm_api_key,
@@ -139,6 +141,11 @@ class Tracker(_llm_track.LlmHelpers):
             delivery = self._mode = Mode(engine, self.delivery_settings.delivery_type, route)
         self._delivery: Delivery = delivery
         self._submit = delivery.submit
+        # Exceeded block budgets, learned in the background (docs/budgets.md): track()
+        # refuses their records without any I/O of its own.
+        self.limits: LimitGuard | None = None
+        if enforce_limits:
+            self.limits = LimitGuard.shared(self.settings.api_base, self.settings.api_key)
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -165,6 +172,11 @@ class Tracker(_llm_track.LlmHelpers):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def default_customer_key(self) -> str | None:
+        """The customer of records that name none."""
+        return self._builder.customer_key
 
     def set_customer_key(self, client_customer_key: str | None) -> None:
         """The customer for records that name none (None: no default)."""
@@ -255,6 +267,8 @@ class Tracker(_llm_track.LlmHelpers):
         record = self._builder.build(
             usage, service_id, config_id, client_customer_key, context, response_id, timestamp
         )
+        if self.limits is not None:
+            self.limits.check(record.client_customer_key, record.service_id)
         self._submit(record, self._target)
         if self.settings.log_bodies:
             self._log_body(record)
@@ -318,6 +332,9 @@ class Tracker(_llm_track.LlmHelpers):
             built.append(record)
         if problems:
             raise BatchValidationError(problems, total)
+        if self.limits is not None:  # none is sent when any is under an exceeded block budget
+            for record in built:
+                self.limits.check(record.client_customer_key, record.service_id)
         ids = [r.response_id for r in built]
         if not built:
             return {"queued": 0, "response_ids": []}
