@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from .server._commands import add_commands
     except ImportError:  # without the server extra: say how to get the verbs
-        for verb in ("serve", "keys", "report", "demo", "export"):
+        verbs = ("serve", "keys", "report", "demo", "export", "prices", "unpriced", "reprice")
+        for verb in (*verbs, "budgets", "webhooks"):
             commands.add_parser(verb, help="needs the server extra").set_defaults(server_run=None)
     else:
         add_commands(commands)

@@ -30,6 +30,7 @@ from ._dashboard.cli import add_export_command
 from ._embedded import build, check_key_specs, embedded_collector
 from ._ingest import cost_text
 from ._key_commands import keys_create, keys_list, keys_revoke
+from ._money_commands import add_money_commands
 from ._storage import check_url, open_storage
 from ._storage.protocol import GroupBy, Storage, SummaryRow
 
@@ -39,7 +40,8 @@ KEYS_ENV = "AICM_COLLECTOR_API_KEYS"
 
 
 def add_commands(commands: Any) -> None:
-    """Add serve, keys, report and demo to the ``aicm-manual`` parser."""
+    """Add serve, keys, report, demo, export and the money verbs (prices, unpriced,
+    reprice, budgets, webhooks) to the ``aicm-manual`` parser."""
     fmt = _DefaultsFormatter
     database = {"default": DEFAULT_DATABASE, "help": "sqlite:///PATH or postgresql://..."}
     serve = commands.add_parser("serve", help="run the collector", formatter_class=fmt)
@@ -144,6 +146,7 @@ def add_commands(commands: Any) -> None:
     )
     demo.set_defaults(server_run=_demo)
     add_export_command(commands, default_database=DEFAULT_DATABASE)
+    add_money_commands(commands, database, fmt)
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
