@@ -49,6 +49,7 @@ from .protocol import (
     translating,
     whole_days,
 )
+from .reports import LedgerReports
 
 _T = TypeVar("_T")
 _Key = tuple[str, str, str]  # (tenant, service_id, response_id): what makes a record unique
@@ -100,7 +101,7 @@ _ADD_ROLLUPS = """
 
 
 @translating(psycopg.Error)
-class PostgresStorage:
+class PostgresStorage(LedgerReports):
     """The Storage contract on PostgreSQL. ``schema`` puts every table in that schema
     (created if missing); without it the URL's search_path decides."""
 

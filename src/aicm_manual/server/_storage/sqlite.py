@@ -39,6 +39,7 @@ from .protocol import (
     translating,
     whole_days,
 )
+from .reports import LedgerReports
 from .sqlite_schema import HOUR_EXPR, MIGRATIONS, US_PER_HOUR, statements
 from .sqlite_writer import Checkpointer, Writer
 
@@ -105,7 +106,7 @@ _GROUP_COLUMN = {"client_customer_key": "client_customer_key", "service_id": "se
 
 
 @translating(sqlite3.Error)
-class SqliteStorage:
+class SqliteStorage(LedgerReports):
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
