@@ -210,18 +210,7 @@ EXPECT: dict[str, Expect] = {
     "ae_platform_provider": Expect(),
 }
 
-LLM_ALLOW = (
-    'needs schemas/llm.json to declare "extra_fields": "allow" (so a config-less '
-    "Tracker forwards usage fields the schema does not name), which needs "
-    "tests/server/test_collector.py::test_without_config_id_usage_is_checked_against_the_"
-    "found_config to expect the 'extra' record accepted"
-)
 NEEDS: dict[str, str] = {
-    "bt05_anonymization": LLM_ALLOW,
-    "bt07_timestamps": LLM_ALLOW,
-    "mu01_basic": LLM_ALLOW,
-    "mu09_recording": LLM_ALLOW,
-    "mu10_try_finally": LLM_ALLOW,
     "ae_platform_provider": "needs an any-llm PlatformProvider adapter (api_key, batch_size "
     "-> delivery batch_size, flush_interval -> batch_interval, flush_usage_events() -> "
     "flush, shutdown() -> close, async context manager, batch_queue) and OpenaiProvider",

@@ -358,8 +358,8 @@ def test_without_config_id_usage_is_checked_against_the_found_config(
         "input_tokens: expected int, got str 'many'",
         "model: missing required field of type str",
     ]
-    assert extra["status"] == "rejected"
-    assert any("x: unexpected field" in e for e in extra["errors"]), extra["errors"]
+    # llm (anthropic::*) allows fields it does not name: stored, its own still type-checked
+    assert extra["status"] == "accepted", extra
 
 
 def test_a_service_no_config_lists_is_stored_unpriced_without_a_config(
