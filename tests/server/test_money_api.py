@@ -201,3 +201,12 @@ def test_only_admin_keys_change_prices_and_budgets(tmp_path: Path) -> None:
         assert reader.get("/api/v1/budgets").status_code == 200
         assert reader.put("/api/v1/budgets/x", {"period": "day", "limit": "1"}).status_code == 403
         assert reader.post("/api/v1/reprice", {}).status_code == 403
+
+
+def test_a_configs_usage_schema_is_served_as_json_schema(apis: tuple[Api, Api]) -> None:
+    """GET /configs/{id}/schema states the config's rules: required fields, no bool for int."""
+    a, _ = apis
+    schema = a.get("/api/v1/configs/heygen/schema").json()
+    assert schema["type"] == "object"
+    assert "duration" in schema["required"]
+    assert a.get("/api/v1/configs/nope/schema").status_code == 404

@@ -133,6 +133,14 @@ class Collector:
     async def list_configs(self, request: Request, key: ApiKeyRecord) -> Response:
         return _cached(request, *self.listing)
 
+    async def get_config_schema(self, request: Request, key: ApiKeyRecord) -> Response:
+        """The JSON Schema of a config's usage records, in our own rules (bool is not int,
+        exact tuple lengths, nullability), for clients in other languages."""
+        config = self.configs.get(request.path_params["config_id"])
+        if config is None:
+            return error(404, f"no config {request.path_params['config_id']!r}")
+        return json_response(config.validator.json_schema())
+
     async def get_config(self, request: Request, key: ApiKeyRecord) -> Response:
         found = self.one.get(request.path_params["config_id"])
         if found is None:
@@ -284,6 +292,11 @@ def create_app(storage: Storage, configs: Sequence[UsageConfig], pricer: PricerL
     routes = [
         Route("/api/v1/configs", c.route("read", c.list_configs), methods=["GET"]),
         Route("/api/v1/configs/{config_id}", c.route("read", c.get_config), methods=["GET"]),
+        Route(
+            "/api/v1/configs/{config_id}/schema",
+            c.route("read", c.get_config_schema),
+            methods=["GET"],
+        ),
         Route("/api/v1/track", c.route("ingest", c.track), methods=["POST"]),
         Route("/api/v1/events", c.route("read", c.list_events), methods=["GET"]),
         # An id may hold "/" (sent as %2F, which the server decodes before routing) and, to
