@@ -60,13 +60,19 @@ def test_optional_keys_are_absent_from_the_wire_when_not_given(
     tracker: Tracker, delivery: CapturingDelivery
 ) -> None:
     tracker.track(CHAT)
-    assert set(delivery.wire()[0]) == {
+    tracker.track(CHAT, timestamp="2026-11-24T10:00:00Z")
+    defaulted, given = delivery.wire()
+    # The client says when it filled the timestamp in: resending is then idempotent.
+    assert set(defaulted) == {
         "config_id",
         "service_id",
         "response_id",
         "timestamp",
+        "timestamp_defaulted",
         "usage",
     }
+    assert defaulted["timestamp_defaulted"] is True
+    assert set(given) == {"config_id", "service_id", "response_id", "timestamp", "usage"}
 
 
 def test_payload_and_context_are_copied(tracker: Tracker, delivery: CapturingDelivery) -> None:

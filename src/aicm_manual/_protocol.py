@@ -18,9 +18,11 @@ from ._records import UsageRecord
 MAX_RECORDS_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
 # What a record may hold; ``service_id``, ``response_id``, ``timestamp`` and ``usage`` are
-# required (``timestamp`` is filled in by the client when the caller gives none).
+# required. ``timestamp_defaulted: true`` says the client filled the timestamp in (the
+# caller gave none), so a resent record is the same record whatever its new timestamp.
 RECORD_KEYS = frozenset(
     {
+        "timestamp_defaulted",
         "config_id",
         "service_id",
         "response_id",

@@ -126,6 +126,7 @@ class RecordBuilder:
             usage if owned_usage else _copied(usage),
             customer,
             own_context,
+            timestamp is None,
         )
 
     def _route(self, config_id: str | None, service_id: str | None) -> Route:

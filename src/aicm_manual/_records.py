@@ -62,6 +62,7 @@ class UsageRecord:
     usage: dict[str, Any]
     client_customer_key: str | None = None
     context: dict[str, Any] | None = None
+    timestamp_defaulted: bool = False  # the caller gave none: the client's clock filled it
 
     @property
     def timestamp(self) -> datetime:
@@ -83,6 +84,8 @@ class UsageRecord:
             out["client_customer_key"] = self.client_customer_key
         if self.context is not None:
             out["context"] = self.context
+        if self.timestamp_defaulted:
+            out["timestamp_defaulted"] = True
         return out
 
 

@@ -170,7 +170,8 @@ def test_payload_hash_is_the_one_earlier_versions_stored(
             context,
         ]
     )
-    assert event.payload_hash == hashlib.sha256(earlier).hexdigest()
+    assert event.earlier_hash == hashlib.sha256(earlier).hexdigest()
+    assert event.same_as(hashlib.sha256(earlier).hexdigest())
 
 
 # -- the fast path and the general checks -----------------------------------------------------

@@ -716,3 +716,14 @@ def test_sums_over_several_days_are_exact_past_64_bits(storage: Storage, whole_d
     assert row.cost_nanos == 4 * BIG
     months = storage.usage("tenant-a", "month", "service_id", since, until)
     assert sum(r.cost_nanos for r in months) == 4 * BIG
+
+
+def test_an_event_matching_the_earlier_hash_is_a_duplicate(storage: Storage) -> None:
+    """A stored event whose hash is the incoming record's earlier_hash (events stored by an
+    earlier version) answers duplicate; any other hash is a conflict."""
+    old = ev("r1")
+    assert storage.ingest([old]) == ["accepted"]
+    again = replace(old, payload_hash="b:" + "0" * 64, earlier_hash=old.payload_hash)
+    assert storage.ingest([again]) == ["duplicate"]
+    other = replace(old, payload_hash="b:" + "1" * 64, earlier_hash="2" * 64)
+    assert storage.ingest([other]) == ["conflict"]

@@ -91,6 +91,7 @@ class _Route:
 
 _NO_CONFIG = _Route(None, None)
 _OUR_CONFIGS = "this collector's configs"
+_BILLED_HASH = "b:"  # marks a hash of what is billed (earlier hashes cover the whole record)
 
 
 class Ingestor:
@@ -186,6 +187,9 @@ class Ingestor:
         stamp = raw.get("timestamp")
         if type(stamp) is not str:
             return None
+        defaulted = raw.get("timestamp_defaulted", False)
+        if type(defaulted) is not bool:
+            return None
         config_id = raw.get("config_id")
         if config_id is not None and (type(config_id) is not str or bad(config_id)):
             return None
@@ -206,6 +210,7 @@ class Ingestor:
             usage,
             customer,
             context,
+            defaulted,
         )[0]
 
     def _prepare(self, tenant: str, raw: Any) -> tuple[NewEvent | None, list[str]]:
@@ -241,6 +246,9 @@ class Ingestor:
         context = raw.get("context")
         if context is not None and not isinstance(context, dict):
             errors.append("context must be an object")
+        defaulted = raw.get("timestamp_defaulted", False)
+        if not isinstance(defaulted, bool):
+            errors.append("timestamp_defaulted must be true or false")
         usage = raw.get("usage")
         route: _Route | str | None = None
         if "service_id" in ids and (found_by_service or "config_id" in ids):
@@ -276,6 +284,7 @@ class Ingestor:
             usage,
             customer,
             context,
+            defaulted is True,
         )
 
     def _route(self, config_id: str | None, service_id: str) -> _Route | str:
@@ -307,6 +316,7 @@ class Ingestor:
         usage: dict[str, Any],
         customer: str | None,
         context: dict[str, Any] | None,
+        timestamp_defaulted: bool = False,
     ) -> tuple[NewEvent | None, list[str]]:
         config = route.config
         config_id = None if config is None else config.config_id
@@ -328,10 +338,21 @@ class Ingestor:
         for name, encoded in (("usage", usage_json), ("context", context_json)):
             if encoded is not None and _NUL in encoded and _has_nul(encoded):
                 return None, [f"{name} must not contain a NUL character in any string or key"]
-        # The payload hash: the record as sent, in canonical JSON. Spliced from the parts
-        # encoded for storage; the bytes equal encoding the whole list at once, so hashes
-        # stored by earlier versions still tell duplicates from conflicts.
-        canonical = _encoder.encode(
+        # A record's identity is what it bills: config, service, id, usage, customer, and
+        # the timestamp only when the caller gave it. Context is metadata: never a conflict.
+        billed = _encoder.encode(
+            [
+                sent_config_id,
+                service_id,
+                response_id,
+                None if timestamp_defaulted else timestamp_us,
+                _Raw(usage_json),
+                customer,
+            ]
+        )
+        # Events stored before that rule hash the record as it was sent, context and
+        # timestamp included: resending one of them unchanged is still a duplicate.
+        as_sent = _encoder.encode(
             [
                 sent_config_id,
                 service_id,
@@ -352,7 +373,8 @@ class Ingestor:
                 client_customer_key=customer,
                 usage=usage_json,
                 context=context_json,
-                payload_hash=hashlib.sha256(canonical).hexdigest(),
+                payload_hash=_BILLED_HASH + hashlib.sha256(billed).hexdigest(),
+                earlier_hash=hashlib.sha256(as_sent).hexdigest(),
                 cost_nanos=cost_nanos,
                 currency=currency,
                 price_source=source,

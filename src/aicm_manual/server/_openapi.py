@@ -45,6 +45,8 @@ _RECORD = {
         "usage": {"type": "object"},
         "client_customer_key": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
         "context": {"type": "object"},
+        # true: the client filled the timestamp in; a resent record is then the same one
+        "timestamp_defaulted": {"type": "boolean"},
     },
 }
 

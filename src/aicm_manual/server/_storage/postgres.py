@@ -214,7 +214,7 @@ class PostgresStorage(LedgerReports):
             "accepted"
             if n in accepted
             else "duplicate"
-            if stored[keys[n]] == e.payload_hash
+            if e.same_as(stored[keys[n]])
             else "conflict"
             for n, e in enumerate(events)
         ]

@@ -118,10 +118,17 @@ class NewEvent:
     client_customer_key: str | None
     usage: bytes  # the usage payload as JSON
     context: bytes | None  # the context as JSON
-    payload_hash: str  # SHA-256 hex of the record's canonical JSON: tells duplicate from conflict
+    payload_hash: str  # a hash of what the record bills: tells duplicate from conflict
     cost_nanos: int | None  # None: not priced (unknown service or price); stored anyway
     currency: str | None
     price_source: str | None  # what priced it, e.g. "unit" or "genai-prices 0.2.3 openai/gpt-4o"
+    # The hash events stored by earlier versions carry (the whole record as sent): a stored
+    # event with it is the same record too.
+    earlier_hash: str | None = None
+
+    def same_as(self, stored_hash: str) -> bool:
+        """Whether an event stored with ``stored_hash`` is this record (a duplicate)."""
+        return stored_hash == self.payload_hash or stored_hash == self.earlier_hash
 
 
 @dataclass(frozen=True, slots=True)

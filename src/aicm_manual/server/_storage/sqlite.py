@@ -229,7 +229,7 @@ class SqliteStorage(LedgerReports):
                 " WHERE tenant = ? AND response_id = ? AND service_id = ?",
                 (e.tenant, e.response_id, e.service_id),
             ).fetchone()
-            statuses.append("duplicate" if stored_hash == e.payload_hash else "conflict")
+            statuses.append("duplicate" if e.same_as(stored_hash) else "conflict")
         return statuses
 
     def put_key(self, key_hash: str, tenant: str, scopes: frozenset[str]) -> None:
