@@ -32,11 +32,11 @@ from starlette.routing import Route
 
 from .._configs.model import UsageConfig
 from .._protocol import MAX_REQUEST_BYTES
-from .._records import check_id, normalise_timestamp
+from .._records import check_id
 from .._secret import key_digest
 from ..errors import AicmError, StorageError
 from ._answers import event, key_out, summary, usage_answer
-from ._ingest import Ingestor, PricerLike, RequestError
+from ._ingest import Ingestor, PricerLike, RequestError, request_time
 from ._metrics import Metrics
 from ._money_api import Money
 from ._storage.keys import KeyInfo, resolve
@@ -206,8 +206,8 @@ class Collector:
                 key.tenant,
                 service_id=_id(q.get("service_id"), "service_id"),
                 client_customer_key=_id(q.get("client_customer_key"), "client_customer_key"),
-                since_us=_time(q.get("from"), "from"),
-                until_us=_time(q.get("to"), "to"),
+                since_us=request_time(q.get("from"), "from"),
+                until_us=request_time(q.get("to"), "to"),
                 after_id=cursor,
                 limit=limit,
             )
@@ -224,8 +224,8 @@ class Collector:
             self.storage.cost_summary,
             key.tenant,
             group_by,
-            _time(q.get("from"), "from"),
-            _time(q.get("to"), "to"),
+            request_time(q.get("from"), "from"),
+            request_time(q.get("to"), "to"),
         )
         return json_response(summary(rows, group_by))
 
@@ -241,8 +241,8 @@ class Collector:
             key.tenant,
             bucket,
             group_by,
-            _time(q.get("from"), "from"),
-            _time(q.get("to"), "to"),
+            request_time(q.get("from"), "from"),
+            request_time(q.get("to"), "to"),
         )
         return json_response(usage_answer(rows, bucket, group_by))
 
@@ -368,14 +368,3 @@ def _id(text: str | None, name: str) -> Any:
         return check_id(name, text)
     except AicmError as exc:
         raise RequestError(400, str(exc)) from None
-
-
-def _time(text: str | None, name: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        return normalise_timestamp(text)
-    except AicmError:
-        raise RequestError(
-            400, f"{name} must be an RFC 3339 time such as 2026-11-24T00:00:00Z"
-        ) from None

@@ -27,7 +27,7 @@ import msgspec
 from .._configs.model import UsageConfig
 from .._configs.routing import ambiguous_services, config_for_record, remember
 from .._protocol import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, RECORD_KEYS, answer
-from .._records import BAD_ID_CHARACTERS, MAX_ID_LENGTH, check_id
+from .._records import BAD_ID_CHARACTERS, MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, ConfigNotFoundError
 from ._storage.protocol import IngestResult, NewEvent, Refused, Storage
 from ._timestamps import parse_timestamp
@@ -45,6 +45,18 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str) -> None:
         self.status = status
         super().__init__(message)
+
+
+def request_time(text: str | None, name: str) -> int | None:
+    """A time given in a request (a query parameter or a body field), or 400 naming it."""
+    if text is None:
+        return None
+    try:
+        return normalise_timestamp(text)
+    except AicmError:
+        raise RequestError(
+            400, f"{name} must be an RFC 3339 time such as 2026-11-24T00:00:00Z"
+        ) from None
 
 
 class PricerLike(Protocol):

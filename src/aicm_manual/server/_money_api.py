@@ -27,7 +27,7 @@ from .._records import format_timestamp_us, normalise_timestamp
 from ..errors import AicmError, ConfigError
 from ._budget_watch import BudgetWatcher
 from ._budgets import Budget, BudgetError, parse_budget
-from ._ingest import RequestError, cost_text
+from ._ingest import RequestError, cost_text, request_time
 from ._pricing import PriceRule
 from ._storage.protocol import ApiKeyRecord, NewEvent
 from ._storage.repricing import reprice, unpriced_report
@@ -360,11 +360,6 @@ def _service_id(text: object) -> str:
 
 
 def _time(value: object, name: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
         raise RequestError(400, f"{name} must be an RFC 3339 time")
-    try:
-        return normalise_timestamp(value)
-    except AicmError:
-        raise RequestError(400, f"{name} must be an RFC 3339 time such as 2026-11-24") from None
+    return request_time(value, name)
