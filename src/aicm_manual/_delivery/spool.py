@@ -9,10 +9,8 @@ Guarantees: WAL with ``synchronous=NORMAL``, so a committed ``put`` survives the
 being killed (not a power cut). Claims are atomic (``BEGIN IMMEDIATE``) and leased to an
 owner until an expiry; a process never takes rows another live process holds, but rows of
 an owner that died on this host are taken back at once. Rows store a key *reference* (a
-SHA-256), never the key. Rejected records move to ``dead_letters`` with the reason.
-
-Each Spool object is one connection guarded by its own lock; give each thread role (the
-callers, the worker, the CLI) its own Spool."""
+SHA-256), never the key. Rejected records move to ``dead_letters`` with the reason. Each
+Spool is one connection behind its own lock: give each thread role its own Spool."""
 
 from __future__ import annotations
 

@@ -36,9 +36,10 @@ from .._records import check_id
 from .._secret import key_digest
 from ..errors import AicmError, StorageError
 from ._answers import event, key_out, summary, usage_answer
-from ._ingest import Ingestor, PricerLike, RequestError, request_time
+from ._ingest import Ingestor, RequestError, request_time
 from ._metrics import Metrics
 from ._money_api import Money
+from ._pricing import PricerLike
 from ._storage.keys import KeyInfo, resolve
 from ._storage.protocol import ApiKeyRecord, Storage, SummaryRow
 from ._wire import EventList, EventsOfId, Health, KeyList, Revoked

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -29,6 +29,7 @@ from .._configs.routing import ambiguous_services, config_for_record, remember
 from .._protocol import MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES, RECORD_KEYS, answer
 from .._records import BAD_ID_CHARACTERS, MAX_ID_LENGTH, check_id, normalise_timestamp
 from ..errors import AicmError, ConfigNotFoundError
+from ._pricing import PricerLike
 from ._storage.protocol import IngestResult, NewEvent, Refused, Storage
 from ._timestamps import parse_timestamp
 
@@ -57,31 +58,6 @@ def request_time(text: str | None, name: str) -> int | None:
         raise RequestError(
             400, f"{name} must be an RFC 3339 time such as 2026-11-24T00:00:00Z"
         ) from None
-
-
-class PricerLike(Protocol):
-    def quote(
-        self,
-        config_id: str | None,
-        service_id: str,
-        usage: Mapping[str, Any],
-        timestamp_us: int | None = None,
-        tenant: str | None = None,
-    ) -> tuple[int | None, str | None, str | None]:
-        """(cost_nanos, currency, source) of one record at its time, for its tenant; all
-        None when it is unpriced."""
-        ...
-
-    def explain(
-        self,
-        config_id: str | None,
-        service_id: str,
-        usage: Mapping[str, Any],
-        timestamp_us: int | None = None,
-        tenant: str | None = None,
-    ) -> str:
-        """Why ``quote`` leaves the record unpriced."""
-        ...
 
 
 def cost_text(nanos: int) -> str:

@@ -33,7 +33,7 @@ from .exact import (
     round_half_even,
     to_nanos,
 )
-from .pricer import Pricer, PriceRule
+from .pricer import Pricer, PricerLike, PriceRule
 from .tokens import EXTRA_FIELDS, TOKEN_FIELDS, GenaiModel, extra_usage, token_usage
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "Price",
     "PriceRule",
     "Pricer",
+    "PricerLike",
     "Tokens",
     "exact",
     "extra_usage",

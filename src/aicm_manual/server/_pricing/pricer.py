@@ -17,11 +17,36 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 from ..._configs.model import GenaiPricesRef, Pricing, Rate, UsageConfig
 from .exact import NANOS_PER_UNIT, UNPRICED, Linear, Price
 from .tokens import MAX_MODELS, GenaiModel, extra_usage, token_usage
+
+
+class PricerLike(Protocol):
+    def quote(
+        self,
+        config_id: str | None,
+        service_id: str,
+        usage: Mapping[str, Any],
+        timestamp_us: int | None = None,
+        tenant: str | None = None,
+    ) -> tuple[int | None, str | None, str | None]:
+        """(cost_nanos, currency, source) of one record at its time, for its tenant; all
+        None when it is unpriced."""
+        ...
+
+    def explain(
+        self,
+        config_id: str | None,
+        service_id: str,
+        usage: Mapping[str, Any],
+        timestamp_us: int | None = None,
+        tenant: str | None = None,
+    ) -> str:
+        """Why ``quote`` leaves the record unpriced."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
