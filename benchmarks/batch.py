@@ -512,16 +512,20 @@ def breakdown_phase(
 def send_breakdown(adapter: OursBatch, args: argparse.Namespace) -> dict[str, Any]:
     """Ours, immediate, 1,000 records: the steps of track_batch, each timed alone.
 
-    Uses private names (Tracker._record, the engine's _post, aicm_manual._protocol); a step
-    whose name moved is skipped."""
+    Uses private names (the tracker's record builder, the engine's sender,
+    aicm_manual._protocol); a step whose name moved is skipped."""
     n, reps = CHUNK, args.repeat
     tracker = adapter.tracker
     try:
         from aicm_manual._batch_input import BatchRecord
         from aicm_manual._protocol import encode_batch, encode_record, encode_records
 
-        engine, target, record = tracker._engine, tracker._target, tracker._record
-        post = engine._post  # type: ignore[union-attr]
+        target, record = tracker._target, tracker._builder.build
+        sender = tracker._mode._engine._sender  # type: ignore[union-attr]
+        timeout = tracker.delivery_settings.timeout
+
+        def post(target: Any, body: bytes, ids: list[str], *, detailed: bool) -> Any:
+            return sender.post(target, body, ids, timeout, detailed=detailed)
     except (ImportError, AttributeError) as exc:
         return {"skipped": str(exc)}
     sets = [make_records(n, f"{args.child}-s{rep}") for rep in range(reps)]
@@ -539,13 +543,13 @@ def send_breakdown(adapter: OursBatch, args: argparse.Namespace) -> dict[str, An
     ids = [[r.response_id for r in b] for b in built]
     steps: list[tuple[str, Callable[[int], Any]]] = [
         ("BatchRecord.parse per record", lambda k: [BatchRecord.parse(r) for r in sets[k]]),
-        ("Tracker._record per record (checks, copies, stamps)", build),
+        ("record builder per record (checks, copies, stamps)", build),
         ("encode_record per record + encode_batch (as sent)",
          lambda k: encode_batch([encode_record(r) for r in built[k]])),
         ("what if: encode_records, one call", lambda k: encode_records(built[k])),
-        ("_post(detailed=True): HTTP, sink, per-record results",
+        ("Sender.post(detailed=True): HTTP, sink, per-record results",
          lambda k: post(target, bodies[k], ids[k], detailed=True)),
-        ("what if: _post(detailed=False) (200: no per-record parse)",
+        ("what if: Sender.post(detailed=False) (200: no per-record parse)",
          lambda k: post(target, bodies[k], ids[k], detailed=False)),
     ]  # fmt: skip
     out: dict[str, Any] = {}
