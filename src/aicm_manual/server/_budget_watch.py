@@ -134,6 +134,9 @@ class BudgetWatcher:
                 self.run_once()
             except Exception:  # storage trouble: the touched set is kept and tried again
                 log.exception("aicm collector: checking budgets failed")
+            # At most one check per interval: a busy collector's records are checked in
+            # groups, not one read per request.
+            self._stop.wait(self._interval)
 
     def run_once(self) -> int:
         """Check the budgets the stored events touched; returns the messages written."""
@@ -159,8 +162,18 @@ class BudgetWatcher:
                     due.add((budget, start))
         messages: list[Message] = []
         now_us = int(self._clock() * 1_000_000)
-        for budget, period_start in due:
-            spent, start, end = self.spent(budget, period_start)
+        spend: dict[tuple[str, int, int], dict[str, list[tuple[str, str, int]]]] = {}
+        for budget, period_start in sorted(due, key=lambda d: (d[0].budget_id, d[1])):
+            start, end = period_bounds(budget.period, period_start)
+            index = spend.get((budget.tenant, start, end))
+            if index is None:  # one read per tenant and period, for all its budgets
+                index = spend[(budget.tenant, start, end)] = {}
+                rows = self._ledger.spend_rows(
+                    budget.tenant, start // US_PER_DAY, end // US_PER_DAY
+                )
+                for customer, service, currency, cost in rows:
+                    index.setdefault(customer, []).append((service, currency, cost))
+            spent = _spent(budget, index)
             hooks = [
                 e
                 for (tenant, _), e in self._endpoints.items()
@@ -194,3 +207,16 @@ class BudgetWatcher:
             self._announced.update(m.message_id for m in messages)
             self._wake()
         return len(messages)
+
+
+def _spent(budget: Budget, by_customer: dict[str, list[tuple[str, str, int]]]) -> int:
+    """The budget's spend from one period's (service, currency, cost) rows per customer."""
+    if budget.client_customer_key is not None:
+        rows = by_customer.get(budget.client_customer_key, [])
+    else:
+        rows = [row for customer_rows in by_customer.values() for row in customer_rows]
+    return sum(
+        cost
+        for service, currency, cost in rows
+        if currency == budget.currency and budget.applies_to(budget.client_customer_key, service)
+    )

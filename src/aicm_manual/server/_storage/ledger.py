@@ -218,6 +218,19 @@ class Ledger:
         rows = self.read(lambda db: db.execute(sql, tuple(args)).fetchall())
         return {currency: int(total) for currency, total in rows if currency}
 
+    def spend_rows(
+        self, tenant: str, first_day: int, end_day: int
+    ) -> list[tuple[str, str, str, int]]:
+        """(customer or '', service, currency, priced spend) over days [first_day,
+        end_day): one read for every budget of a tenant and period."""
+        sql = self.sql(
+            "SELECT client_customer_key, service_id, currency, sum(cost_nanos)"
+            " FROM rollups_daily WHERE tenant = ? AND day >= ? AND day < ? AND currency <> ''"
+            " GROUP BY client_customer_key, service_id, currency"
+        )
+        rows = self.read(lambda db: db.execute(sql, (tenant, first_day, end_day)).fetchall())
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
     # -- webhooks --------------------------------------------------------------------------
 
     def put_webhook(
