@@ -93,6 +93,10 @@ class Pricer:
         # tenant -> service id -> [(effective_from_us, rule_id, plan)] sorted by time.
         self._rules: dict[str, dict[str, list[tuple[int, int, _Plan]]]] = {}
         self._rules_lock = threading.Lock()
+        # (tenant, service id) -> the rule in force from each effective date, resolved.
+        self._timelines: dict[
+            tuple[str, str], tuple[list[int], list[tuple[int, _Target] | None]]
+        ] = {}
 
     def warm_up(self) -> None:
         """Resolve every model a config names, now rather than on its first record: the
@@ -183,27 +187,51 @@ class Pricer:
                 rules_now.pop(tenant, None)
             rules_now.update(timelines)
             self._rules = rules_now  # replaced whole: readers never see half an update
+            # Only what the change affects is resolved again: that tenant's, or everyone's.
+            self._timelines = (
+                {k: v for k, v in self._timelines.items() if k[0] != tenant}
+                if tenant is not None
+                else {}
+            )
 
     def _rule_at(
         self, tenant: str, service_id: str, timestamp_us: int | None
     ) -> tuple[int, _Target] | None:
         """The rule in force for the service at the time: an exact service id first, then
         its ``vendor::*``; None when neither has a rule in force then."""
-        services = self._rules[tenant]
         at = _now_us() if timestamp_us is None else timestamp_us
-        candidates = [service_id]
+        timelines = self._timelines
+        line = timelines.get((tenant, service_id))
+        if line is None:
+            line = self._timeline(tenant, service_id)
+            if len(timelines) >= MAX_MODELS:
+                timelines.clear()
+            timelines[(tenant, service_id)] = line
+        starts, rules = line
+        index = bisect.bisect_right(starts, at) - 1
+        return None if index < 0 else rules[index]
+
+    def _timeline(
+        self, tenant: str, service_id: str
+    ) -> tuple[list[int], list[tuple[int, _Target] | None]]:
+        """From each moment a rule of the service takes effect: the rule in force then
+        (exact before ``vendor::*``), its target resolved once."""
+        services = self._rules.get(tenant, {})
+        exact = services.get(service_id, [])
         vendor, sep, _ = service_id.partition("::")
-        if sep:
-            candidates.append(f"{vendor}::*")
-        for name in candidates:
-            line = services.get(name)
-            if not line:
-                continue
-            index = bisect.bisect_right(line, at, key=lambda entry: entry[0]) - 1
-            if index >= 0:
-                _, rule_id, plan = line[index]
-                return rule_id, self._resolve(plan, service_id)
-        return None
+        pattern = services.get(f"{vendor}::*", []) if sep else []
+        starts = sorted({entry[0] for entry in exact} | {entry[0] for entry in pattern})
+        rules: list[tuple[int, _Target] | None] = []
+        for start in starts:
+            chosen = None
+            for line in (exact, pattern):
+                in_force = [entry for entry in line if entry[0] <= start]
+                if in_force:
+                    _, rule_id, plan = in_force[-1]
+                    chosen = (rule_id, self._resolve(plan, service_id))
+                    break
+            rules.append(chosen)
+        return starts, rules
 
     def _target(self, key: tuple[str, str]) -> _Target:
         target = self._resolve(self._plan_for(*key), key[1])

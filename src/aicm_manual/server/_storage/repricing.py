@@ -80,7 +80,9 @@ def reprice(
         where += " AND cost_nanos IS NULL"
     select = ledger.sql(
         "SELECT id, config_id, service_id, timestamp_us, client_customer_key, usage,"
-        " cost_nanos, currency, price_source FROM events WHERE "
+        " cost_nanos, currency, price_source FROM events"
+        + ledger.rowid_order
+        + " WHERE "
         + where
         + " AND id > ? ORDER BY id LIMIT ?"
     )
