@@ -48,6 +48,7 @@ class BudgetWatcher:
         self._lock = threading.Lock()
         self._touched: set[tuple[str, str | None, str, int]] = set()  # tenant, customer, svc, day
         self._budgets: dict[str, list[Budget]] = {}
+        self._index: dict[str, tuple[dict[str | None, list[Budget]], list[Budget]]] = {}
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
         self._loaded_at = -1e18
         self._announced: set[str] = set()  # ids this process wrote (the outbox has them)
@@ -87,7 +88,17 @@ class BudgetWatcher:
             )
             for row in self._ledger.webhooks()
         }
-        self._budgets, self._endpoints = budgets, endpoints
+        index: dict[str, tuple[dict[str | None, list[Budget]], list[Budget]]] = {}
+        for tenant, found in budgets.items():
+            by_customer: dict[str | None, list[Budget]] = {}
+            unscoped = []
+            for budget in found:
+                if budget.client_customer_key is None:
+                    unscoped.append(budget)
+                else:
+                    by_customer.setdefault(budget.client_customer_key, []).append(budget)
+            index[tenant] = (by_customer, unscoped)
+        self._budgets, self._index, self._endpoints = budgets, index, endpoints
         self._loaded_at = self._clock()
 
     def endpoint(self, tenant: str, webhook_id: str) -> Endpoint | None:
@@ -156,7 +167,9 @@ class BudgetWatcher:
             self.reload()
         due: set[tuple[Budget, int]] = set()  # (budget, a day in the period to check)
         for tenant, customer, service_id, day in touched:
-            for budget in self._budgets.get(tenant, ()):
+            # Only the customer's own budgets and the unscoped ones can apply.
+            by_customer, unscoped = self._index.get(tenant, ({}, []))
+            for budget in (*by_customer.get(customer, ()), *unscoped):
                 if budget.applies_to(customer, service_id):
                     start, _ = period_bounds(budget.period, day * US_PER_DAY)
                     due.add((budget, start))
