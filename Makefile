@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/batch.py
 	$(BIN)/python benchmarks/llm.py
+	$(BIN)/python benchmarks/money.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
