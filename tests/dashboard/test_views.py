@@ -89,18 +89,26 @@ def render(storage: Any, module: Any) -> str:
     return Dashboard(storage, b"k" * 40)._render(module.TEMPLATE, page, None)
 
 
-def test_missing_storage_methods_show_a_panel(running: Running) -> None:
-    """The ingest page names the storage methods it lacks; pricing and budget pages read
-    the real storage's unpriced report and budgets."""
-    for module, method in [(ingest, "ingest_counts"), (ingest, "rejection_reasons")]:
-        html = render(running.storage, module)
-        assert "Not available on this collector version" in html
-        assert f"<code>{method}</code>" in html
+def test_storage_pages_read_the_real_storage(running: Running) -> None:
+    """Pricing, budget and ingest pages read the real storage: the unpriced report, the
+    budgets, and the collector's counts by status and rejection reason."""
     html = render(running.storage, pricing)
     assert "Not available" not in html
     assert "contoso::reranker" in html
     assert "no config lists the service" in html
     assert "Not available" not in render(running.storage, budgets)
+    hour = 1_793_527_200_000_000  # 2026-11-01T10:00:00Z, inside WEEK
+    running.storage.ledger.add_ingest_stats(
+        {
+            ("tenant-a", hour, "accepted", ""): 7,
+            ("tenant-a", hour, "rejected", "duration: expected float, got str 'x'"): 2,
+            ("tenant-b", hour, "rejected", "tenant b's reason"): 5,
+        }
+    )
+    html = render(running.storage, ingest)
+    assert "Not available" not in html
+    assert "duration: expected float, got str" in html
+    assert "tenant b's reason" not in html
 
 
 def test_pages_show_the_data_once_the_storage_has_it(running: Running) -> None:

@@ -210,3 +210,32 @@ def test_a_configs_usage_schema_is_served_as_json_schema(apis: tuple[Api, Api]) 
     assert schema["type"] == "object"
     assert "duration" in schema["required"]
     assert a.get("/api/v1/configs/nope/schema").status_code == 404
+
+
+@pytest.fixture
+def stopped_database(tmp_path: Path) -> str:
+    database = f"sqlite:///{tmp_path / 'counts.db'}"
+    with embedded_collector(database, SCHEMAS, [f"tenant-a:{A}", f"tenant-b:{B}"]) as c:
+        a, b = Api(c.url, A), Api(c.url, B)
+        a.track(search("h1", "2026-11-30"), {**search("h2", "2026-11-30"), "timestamp": "x"})
+        a.track(search("h1", "2026-11-30"))
+        b.track(search("h3", "2026-11-30"))
+    return database
+
+
+def test_ingest_counts_survive_the_collector_stopping(stopped_database: str) -> None:
+    """After the collector stops, the counts and the reason are in the database."""
+    from aicm_manual.server._storage import open_storage
+
+    storage = open_storage(stopped_database)
+    try:
+        counts = storage.ledger.ingest_counts("tenant-a", None, None)
+        by_status = {row["status"]: row["count"] for row in counts}
+        reasons = storage.ledger.rejection_reasons("tenant-a", None, None)
+        theirs = storage.ledger.ingest_counts("tenant-b", None, None)
+    finally:
+        storage.close()
+    assert by_status == {"accepted": 1, "duplicate": 1, "rejected": 1}
+    assert len(reasons) == 1
+    assert "timestamp" in reasons[0]["reason"]
+    assert [(r["status"], r["count"]) for r in theirs] == [("accepted", 1)]

@@ -47,6 +47,7 @@ def test_schema_holds_every_table_and_is_created_once(
         "api_keys",
         "budgets",
         "events",
+        "ingest_stats",
         "price_rules",
         "rollups_daily",
         "schema_migrations",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -48,6 +49,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("aicm_manual.server")
 _json = msgspec.json.Encoder()
 _TOUCH_EVERY_S = 60.0
+STATS_FLUSH_S = 5.0  # ingest-health counters at most this old in the database
+_HOUR_US = 3_600_000_000
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -73,6 +76,10 @@ class Collector:
         self.listing = (listing, _etag(listing))
         self.one = {c.config_id: (body := _json.encode(c.to_dict()), _etag(body)) for c in configs}
         self.money: Money | None = None  # price rules, budgets, webhooks (create_app sets it)
+        # Records by (tenant, hour, status, reason), written every STATS_FLUSH_S seconds.
+        self._stats: dict[tuple[str, int, str, str], int] = {}
+        self._stats_flushed = time.monotonic()
+        self._stats_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -181,6 +188,9 @@ class Collector:
         if self.money is not None:
             self.money.stored(prepared.events, statuses)
         status, answer = self.ingestor.answer(prepared, statuses)
+        self._count(key.tenant, answer)
+        if time.monotonic() - self._stats_flushed >= STATS_FLUSH_S:
+            await run_in_threadpool(self.flush_stats)
         unpriced = sum(
             1
             for event, result in zip(prepared.events, statuses, strict=True)
@@ -188,6 +198,34 @@ class Collector:
         )
         self.metrics.count_answer(answer["summary"], prepared.size, unpriced)
         return json_response(answer, status)
+
+    def _count(self, tenant: str, answer: dict[str, Any]) -> None:
+        hour = (time.time_ns() // 1000) // _HOUR_US * _HOUR_US
+        stats = self._stats
+        with self._stats_lock:
+            for status, n in answer["summary"].items():
+                if status != "rejected":  # rejections are counted by reason below
+                    stats[(tenant, hour, status, "")] = stats.get((tenant, hour, status, ""), 0) + n
+            if "rejected" in answer["summary"]:
+                for result in answer["results"]:
+                    if result["status"] == "rejected":
+                        reason = (result.get("errors") or ["no reason given"])[0][:200]
+                        key = (tenant, hour, "rejected", reason)
+                        stats[key] = stats.get(key, 0) + 1
+
+    def flush_stats(self) -> None:
+        """Write the counters gathered since the last flush (also at shutdown). A failed
+        write keeps them for the next flush: counting never fails a request."""
+        with self._stats_lock:
+            counts, self._stats = self._stats, {}
+            self._stats_flushed = time.monotonic()
+        try:
+            self.storage.ledger.add_ingest_stats(counts)
+        except Exception as exc:  # the storage is down: the records themselves answer 503
+            log.warning("aicm collector: ingest counts not written yet: %s", exc)
+            with self._stats_lock:
+                for key, n in counts.items():
+                    self._stats[key] = self._stats.get(key, 0) + n
 
     # -- queries ----------------------------------------------------------------------------
 

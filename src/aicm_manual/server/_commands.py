@@ -231,6 +231,9 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) ->
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+        collector = app.state.collector
+        collector.money.stop()
+        collector.flush_stats()  # the last seconds' ingest-health counters
         storage.close()
     return 0
 

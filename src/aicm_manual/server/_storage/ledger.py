@@ -80,6 +80,20 @@ def migration(dialect: Dialect) -> str:
     """
 
 
+def stats_migration() -> str:
+    """Records by status and rejection reasons per tenant and hour (ingest health)."""
+    return """
+    CREATE TABLE ingest_stats (
+        tenant TEXT NOT NULL,
+        hour_us BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (tenant, hour_us, status, reason)
+    );
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class PriceRuleRow:
     rule_id: int
@@ -234,6 +248,49 @@ class Ledger:
         rows = self.read(lambda db: db.execute(sql, (tenant, first_day, end_day)).fetchall())
         return [(r[0], r[1], r[2], int(r[3])) for r in rows]
 
+    # -- ingest health -----------------------------------------------------------------------
+
+    def add_ingest_stats(self, counts: dict[tuple[str, int, str, str], int]) -> None:
+        """Add (tenant, hour, status, reason) counts; reason is '' except for rejections."""
+        if not counts:
+            return
+        sql = self.sql(
+            "INSERT INTO ingest_stats VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (tenant, hour_us, status, reason)"
+            " DO UPDATE SET count = ingest_stats.count + excluded.count"
+        )
+        rows = [(*key, n) for key, n in sorted(counts.items())]
+
+        def add(db: Any) -> None:
+            with self.atomic(db):
+                db.cursor().executemany(sql, rows)
+
+        self.write(add)
+
+    def ingest_counts(
+        self, tenant: str, since_us: int | None, until_us: int | None
+    ) -> list[dict[str, Any]]:
+        """Records by status per hour: rows with hour_start_us, status and count."""
+        where, args = _hours(tenant, since_us, until_us)
+        sql = self.sql(
+            f"SELECT hour_us, status, sum(count) FROM ingest_stats WHERE {where}"
+            " GROUP BY hour_us, status ORDER BY hour_us"
+        )
+        rows = self.read(lambda db: db.execute(sql, args).fetchall())
+        return [{"hour_start_us": r[0], "status": r[1], "count": int(r[2])} for r in rows]
+
+    def rejection_reasons(
+        self, tenant: str, since_us: int | None, until_us: int | None, limit: int = 10
+    ) -> list[dict[str, Any]]:
+        """The most frequent rejection reasons: rows with reason and count."""
+        where, args = _hours(tenant, since_us, until_us)
+        sql = self.sql(
+            f"SELECT reason, sum(count) FROM ingest_stats WHERE {where} AND status = 'rejected'"
+            " GROUP BY reason ORDER BY 2 DESC, 1 LIMIT ?"
+        )
+        rows = self.read(lambda db: db.execute(sql, (*args, limit)).fetchall())
+        return [{"reason": r[0], "count": int(r[1])} for r in rows]
+
     # -- webhooks --------------------------------------------------------------------------
 
     def put_webhook(
@@ -346,3 +403,19 @@ def sqlite_atomic(db: Any) -> Iterator[None]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _hours(tenant: str, since_us: int | None, until_us: int | None) -> tuple[str, tuple[Any, ...]]:
+    """A window over whole hours: the hour holding ``since_us`` counts, ``until_us``'s not."""
+    where = "tenant = ?"
+    args: list[Any] = [tenant]
+    if since_us is not None:
+        where += " AND hour_us >= ?"
+        args.append(since_us - since_us % HOUR_US)
+    if until_us is not None:
+        where += " AND hour_us < ?"
+        args.append(until_us)
+    return where, tuple(args)
+
+
+HOUR_US = 3_600_000_000

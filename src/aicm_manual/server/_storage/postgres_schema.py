@@ -6,7 +6,7 @@ them, under an advisory lock so that collectors starting together take turns.
 
 from __future__ import annotations
 
-from .ledger import migration
+from .ledger import migration, stats_migration
 
 # Identifier columns sort as bytes ("C"), like SQLite, whatever the database's locale.
 MIGRATIONS: list[str] = [
@@ -52,4 +52,6 @@ MIGRATIONS: list[str] = [
     "ALTER TABLE api_keys ADD COLUMN last_used_at DOUBLE PRECISION;",
     # Tenant price rules, budgets, webhooks and the webhook outbox (see ledger).
     migration("postgres"),
+    # Records by status and rejection reasons per tenant and hour (ingest health).
+    stats_migration(),
 ]

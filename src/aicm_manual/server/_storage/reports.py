@@ -1,5 +1,6 @@
-"""What both backends answer from their ledger for the dashboard: the unpriced report and
-the budgets with their current period's burn."""
+"""What both backends answer from their ledger for the dashboard: the unpriced report,
+ingest health (records by status and rejection reasons per hour) and the budgets with
+their current period's burn."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ class LedgerReports:
         self, tenant: str, since_us: int | None, until_us: int | None
     ) -> list[UnpricedRow]:
         return unpriced_report(self.ledger, tenant, since_us, until_us)
+
+    def ingest_counts(
+        self, tenant: str, since_us: int | None, until_us: int | None
+    ) -> list[dict[str, Any]]:
+        return self.ledger.ingest_counts(tenant, since_us, until_us)
+
+    def rejection_reasons(
+        self, tenant: str, since_us: int | None, until_us: int | None, limit: int = 10
+    ) -> list[dict[str, Any]]:
+        return self.ledger.rejection_reasons(tenant, since_us, until_us, limit)
 
     def budget_statuses(self, tenant: str, now_us: int) -> list[dict[str, Any]]:
         """Each budget of the tenant as the API shows it, spend as of ``now_us``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .ledger import migration
+from .ledger import migration, stats_migration
 from .protocol import US_PER_DAY
 
 
@@ -130,4 +130,6 @@ MIGRATIONS: list[str] = [
     "ALTER TABLE api_keys ADD COLUMN last_used_at REAL;",
     # Tenant price rules, budgets, webhooks and the webhook outbox (see ledger).
     migration("sqlite"),
+    # Records by status and rejection reasons per tenant and hour (ingest health).
+    stats_migration(),
 ]
