@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Playwright driving the system's Chromium): sign-in,
 every view without console errors, figures equal to the API's, tenants kept apart, the
-CSV download, sign-out; screenshots of each view go to docs/dashboard/."""
+CSV download, sign-out. Screenshots of this fixture's views go to pytest's temporary folder
+(docs/dashboard/ holds the demo's, taken by test_demo_screens.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing in CI (.ci/run should install it)", pytrace=False)
     pytest.skip("Chromium is missing (apt-get install chromium)", allow_module_level=True)
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "dashboard"
 API_WEEK = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-08T00:00:00Z"}
 VIEWS = [
     ("overview", "/dashboard", True),
@@ -42,6 +42,11 @@ VIEWS = [
     ("ingest", "/dashboard/ingest", False),
     ("budgets", "/dashboard/budgets", False),
 ]
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dashboard-shots")
 
 
 @pytest.fixture(scope="module")
@@ -90,21 +95,19 @@ def tab(browser: Any, running: Running) -> Iterator[Tab]:
         t.close()
 
 
-def test_every_view_renders_without_console_errors(tab: Tab) -> None:
-    """Signed in, each view loads with no console error; charts draw a uPlot canvas; a
-    screenshot of each lands in docs/dashboard/."""
+def test_every_view_renders_without_console_errors(tab: Tab, shots: Path) -> None:
+    """Signed in, each view loads with no console error; charts draw a uPlot canvas."""
     tab.sign_in(KEY_A)
-    SHOTS.mkdir(parents=True, exist_ok=True)
     for name, path, has_chart in VIEWS:
         response = tab.open(path, WEEK)
         assert response.status == 200, name
         if has_chart:
             tab.page.wait_for_selector(".uplot canvas", state="attached")
-        tab.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        tab.page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
         assert tab.errors == [], (name, tab.errors)
 
 
-def test_phone_layout_and_keyboard(browser: Any, running: Running) -> None:
+def test_phone_layout_and_keyboard(browser: Any, running: Running, shots: Path) -> None:
     """On a phone-sized screen the overview does not scroll sideways; Tab reaches the skip
     link first and the navigation by keyboard."""
     t = Tab(browser, running, viewport={"width": 390, "height": 844}, is_mobile=True)
@@ -116,7 +119,7 @@ def test_phone_layout_and_keyboard(browser: Any, running: Running) -> None:
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 1
-        t.page.screenshot(path=str(SHOTS / "overview-phone.png"), full_page=True)
+        t.page.screenshot(path=str(shots / "overview-phone.png"), full_page=True)
         t.page.keyboard.press("Tab")
         assert t.page.evaluate("document.activeElement.className") == "skip"
         t.page.keyboard.press("Tab")
@@ -204,12 +207,12 @@ def test_keyset_paging_walks_every_event(tab: Tab, running: Running) -> None:
     assert len(seen) == len(set(seen)) == row["events"]
 
 
-def test_sign_out_ends_the_session(tab: Tab) -> None:
+def test_sign_out_ends_the_session(tab: Tab, shots: Path) -> None:
     """Sign out leads to the sign-in form, and the views then ask to sign in again."""
     tab.sign_in(KEY_A)
     tab.page.click("text=Sign out")
     tab.page.wait_for_url("**/dashboard/login?signed_out=1")
-    tab.page.screenshot(path=str(SHOTS / "login.png"))
+    tab.page.screenshot(path=str(shots / "login.png"))
     assert tab.page.get_by_text("You are signed out.").count() == 1
     tab.open("/dashboard/customers")
     assert "/dashboard/login" in tab.page.url

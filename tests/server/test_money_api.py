@@ -239,3 +239,26 @@ def test_ingest_counts_survive_the_collector_stopping(stopped_database: str) -> 
     assert len(reasons) == 1
     assert "timestamp" in reasons[0]["reason"]
     assert [(r["status"], r["count"]) for r in theirs] == [("accepted", 1)]
+
+
+def test_ingest_counts_reach_the_database_while_the_collector_is_idle(tmp_path: Path) -> None:
+    """Counts are written within a few seconds of their request even when no request
+    follows: a dashboard reading an idle collector sees them."""
+    from aicm_manual.server._storage import open_storage
+
+    database = f"sqlite:///{tmp_path / 'idle.db'}"
+    with embedded_collector(database, SCHEMAS, [f"tenant-a:{A}"]) as c:
+        Api(c.url, A).track(search("i1", "2026-11-30"), {**search("i2", "2026-11-30"), "day": 1})
+        reader = open_storage(database)
+        try:
+            deadline = time.monotonic() + 30
+            counts: dict[str, int] = {}
+            while time.monotonic() < deadline:
+                rows = reader.ledger.ingest_counts("tenant-a", None, None)
+                counts = {row["status"]: row["count"] for row in rows}
+                if counts:
+                    break
+                time.sleep(0.25)
+        finally:
+            reader.close()
+        assert counts == {"accepted": 1, "rejected": 1}  # read while the collector still runs

@@ -78,8 +78,9 @@ class Collector:
         self.money: Money | None = None  # price rules, budgets, webhooks (create_app sets it)
         # Records by (tenant, hour, status, reason), written every STATS_FLUSH_S seconds.
         self._stats: dict[tuple[str, int, str, str], int] = {}
-        self._stats_flushed = time.monotonic()
         self._stats_lock = threading.Lock()
+        self._stats_timer: threading.Timer | None = None
+        self._stats_final = False
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -189,8 +190,6 @@ class Collector:
             self.money.stored(prepared.events, statuses)
         status, answer = self.ingestor.answer(prepared, statuses)
         self._count(key.tenant, answer)
-        if time.monotonic() - self._stats_flushed >= STATS_FLUSH_S:
-            await run_in_threadpool(self.flush_stats)
         unpriced = sum(
             1
             for event, result in zip(prepared.events, statuses, strict=True)
@@ -212,13 +211,29 @@ class Collector:
                         reason = (result.get("errors") or ["no reason given"])[0][:200]
                         key = (tenant, hour, "rejected", reason)
                         stats[key] = stats.get(key, 0) + 1
+            self._schedule_stats_flush()
 
-    def flush_stats(self) -> None:
-        """Write the counters gathered since the last flush (also at shutdown). A failed
-        write keeps them for the next flush: counting never fails a request."""
+    def _schedule_stats_flush(self) -> None:
+        # Counts reach the database within STATS_FLUSH_S of their request, also when no
+        # request follows (an idle collector behind a dashboard someone is reading).
+        # Called with _stats_lock held.
+        if self._stats_timer is None and not self._stats_final:
+            self._stats_timer = threading.Timer(STATS_FLUSH_S, self.flush_stats)
+            self._stats_timer.daemon = True
+            self._stats_timer.start()
+
+    def flush_stats(self, *, final: bool = False) -> None:
+        """Write the counters gathered since the last flush (``final`` at shutdown: no
+        later flush is scheduled). A failed write keeps them for the next flush: counting
+        never fails a request."""
         with self._stats_lock:
+            self._stats_final = self._stats_final or final
             counts, self._stats = self._stats, {}
-            self._stats_flushed = time.monotonic()
+            if self._stats_timer is not None:
+                self._stats_timer.cancel()  # a no-op when this is the timer's own call
+                self._stats_timer = None
+        if not counts:
+            return
         try:
             self.storage.ledger.add_ingest_stats(counts)
         except Exception as exc:  # the storage is down: the records themselves answer 503
@@ -226,6 +241,7 @@ class Collector:
             with self._stats_lock:
                 for key, n in counts.items():
                     self._stats[key] = self._stats.get(key, 0) + n
+                self._schedule_stats_flush()  # try again later, off the request path
 
     # -- queries ----------------------------------------------------------------------------
 

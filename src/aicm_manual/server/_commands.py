@@ -9,33 +9,26 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import random
 import socket
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from .._records import format_timestamp_us
-from .._secret import key_digest
 from ..errors import ConfigError
-from ._auth import DEFAULT_TENANT, new_key
+from ._auth import DEFAULT_TENANT
 from ._connections import ConnectionLimits
 from ._dashboard.cli import add_export_command
-from ._embedded import build, check_key_specs, embedded_collector
+from ._embedded import build, check_key_specs
 from ._ingest import cost_text
 from ._key_commands import keys_create, keys_list, keys_revoke
 from ._money_commands import add_money_commands
 from ._storage import check_url, open_storage
-from ._storage.protocol import GroupBy, Storage, SummaryRow
+from ._storage.protocol import SummaryRow
 
 DEFAULT_DATABASE = "sqlite:///aicm-data/collector.db"
-DEMO_KEY = "aicm_demo_key_0123456789"
 KEYS_ENV = "AICM_COLLECTOR_API_KEYS"
 
 
@@ -233,7 +226,7 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) ->
         sock.close()
         collector = app.state.collector
         collector.money.stop()
-        collector.flush_stats()  # the last seconds' ingest-health counters
+        collector.flush_stats(final=True)  # the last seconds' ingest-health counters
         storage.close()
     return 0
 
@@ -297,114 +290,6 @@ def _money(costs: dict[str, int]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .. import Tracker, UsageValidationError, get_global_delivery_health
+    from ._demo import run_demo  # it imports this module's tables
 
-    console = Console()
-    data = Path(args.data_dir)
-    data.mkdir(parents=True, exist_ok=True)
-    for old in data.glob("collector.db*"):  # each demo starts from an empty database
-        old.unlink()
-    database = f"sqlite:///{data / 'collector.db'}"
-    console.rule("aicm-manual demo")
-    with embedded_collector(
-        database, args.schemas, [f"demo:{DEMO_KEY}"], port=args.port
-    ) as collector:
-        console.print(f"embedded collector on {collector.url}, SQLite at {data / 'collector.db'}")
-        common = {
-            "aicm_api_base": collector.url,
-            "aicm_api_key": DEMO_KEY,
-            "schemas_dir": args.schemas,
-        }
-        mini = Tracker("openai-chat", "openai::gpt-4o-mini", **common)
-        big = Tracker("openai-chat", "openai::gpt-4o", **common)
-        avatar = Tracker("heygen", "heygen::streaming-avatar", **common)
-        rng = random.Random(7)
-        customers = ["acme", "globex", "initech", "umbrella"]
-        now_us = time.time_ns() // 1000
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("tracking usage", total=args.records)
-            for _ in range(args.records):
-                customer = rng.choice(customers)
-                when = format_timestamp_us(now_us - rng.randrange(7 * 86_400) * 1_000_000)
-                kind = rng.random()
-                if kind < 0.5:
-                    mini.track(
-                        _chat(rng, "gpt-4o-mini"), client_customer_key=customer, timestamp=when
-                    )
-                elif kind < 0.8:
-                    big.track(_chat(rng, "gpt-4o"), client_customer_key=customer, timestamp=when)
-                else:
-                    avatar.track(
-                        {"duration": round(rng.uniform(5, 600), 1), "avatar_id": "anna"},
-                        client_customer_key=customer,
-                        timestamp=when,
-                    )
-                progress.advance(task)
-        console.print("[bold]Invalid payloads are refused before they leave the process:[/]")
-        for bad in (
-            {"model": "gpt-4o-mini", "input_tokens": "812", "output_tokens": 97},
-            {"model": "gpt-4o-mini", "input_tokens": 812, "outptu_tokens": 97},
-            {
-                "model": "gpt-4o-mini",
-                "input_tokens": True,
-                "output_tokens": 97,
-                "tool_calls": {"search": 1.5},
-            },
-        ):
-            try:
-                mini.track(bad, client_customer_key="acme")
-            except UsageValidationError as exc:
-                console.print(f"  [red]{exc}[/]")
-        left = mini.flush(30)
-        console.print(f"flushed: {left} record(s) still pending")
-        storage = collector.storage
-        groupings: tuple[GroupBy, ...] = ("client_customer_key", "service_id")
-        for group_by in groupings:
-            rows = storage.cost_summary("demo", group_by, None, None)
-            console.print(summary_table(rows, group_by, f"Cost by {group_by}"))
-        health = get_global_delivery_health()
-        shown = {
-            k: health[k]
-            for k in (
-                "worker_alive",
-                "total_enqueued",
-                "total_delivered",
-                "total_rejected",
-                "total_discarded",
-                "total_batches",
-                "total_retries",
-                "queued",
-                "last_error",
-            )
-        }
-        console.print("[bold]Delivery health[/]", shown)
-        for t in (mini, big, avatar):
-            t.close(10)
-        if args.serve:
-            _serve_demo(console, collector.url, storage)
-    return 0 if left == 0 else 1
-
-
-def _serve_demo(console: Console, url: str, storage: Storage) -> None:
-    """Keep the demo's collector up for a person to look at, with a read key of its own."""
-    key = new_key()
-    storage.put_key(key_digest(key), "demo", frozenset({"read"}))
-    console.print(f"[bold]Dashboard:[/] {url}/dashboard")
-    console.print(f"Sign in with this read key (shown once): {key}")
-    console.print("Serving until Ctrl-C.")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        console.print("stopped")
-
-
-def _chat(rng: random.Random, model: str) -> dict[str, Any]:
-    inputs = rng.randrange(50, 8000)
-    usage: dict[str, Any] = {
-        "model": model,
-        "input_tokens": inputs,
-        "output_tokens": rng.randrange(10, 2000),
-    }
-    if rng.random() < 0.3:
-        usage["cached_input_tokens"] = rng.randrange(0, inputs)
-    return usage
+    return run_demo(args)

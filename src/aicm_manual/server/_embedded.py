@@ -116,5 +116,5 @@ def embedded_collector(
         thread.join(timeout=timeout)
         sock.close()
         app.state.collector.money.stop()  # the budget and webhook threads, before the database
-        app.state.collector.flush_stats()
+        app.state.collector.flush_stats(final=True)
         storage.close()

@@ -1,0 +1,142 @@
+"""The dashboard over the demo's own data, in Chromium: ``aicm-manual demo --serve`` runs as
+a person would start it, its printed read key signs in, every view renders without a console
+error and shows what the demo made (customers, an unpriced service, duplicates, conflicts
+and rejections, an exceeded budget). The screenshots in docs/dashboard/ come from here."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):  # .ci/run installs it: a CI run without it must not pass quietly
+        pytest.fail("Chromium is missing in CI (.ci/run should install it)", pytrace=False)
+    pytest.skip("Chromium is missing (apt-get install chromium)", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "dashboard"
+# (screenshot name, path, text the view must show from the demo's data)
+VIEWS = [
+    ("overview", "/dashboard", "Cost over time"),
+    ("customers", "/dashboard/customers", "umbrella"),
+    ("customer", "/dashboard/customer?customer=acme", "acme"),
+    ("services", "/dashboard/services", "heygen::streaming-avatar"),
+    ("events", "/dashboard/events", "openai::gpt-4o"),
+    ("pricing", "/dashboard/pricing", "internal::search"),
+    ("ingest", "/dashboard/ingest", "input_tokens: expected int, got str"),
+    ("budgets", "/dashboard/budgets", "heygen-daily"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The demo serving its dashboard: (base URL, the read key it printed)."""
+    tmp = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "AICM_DASHBOARD_SECRET": "d" * 48, "NO_COLOR": "1", "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "aicm_manual", "demo", "--serve", "--records", "1500"),
+            *("--data-dir", str(tmp / "data"), "--schemas", str(ROOT / "schemas")),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Serving until Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/dashboard", text)
+        key = re.search(r"read key \(shown once\): (\S+)", text)
+        assert url is not None, text[-3000:]
+        assert key is not None, text[-3000:]
+        yield url.group(1), key.group(1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _signed_in(browser: Any, url: str, key: str, **context: Any) -> tuple[Any, Any, list[str]]:
+    ctx = browser.new_context(**context)
+    ctx.set_default_timeout(15_000)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{url}/dashboard/login")
+    page.screenshot(path=str(SHOTS / "login.png"))
+    page.fill("input[name=key]", key)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/dashboard")
+    return ctx, page, errors
+
+
+def test_every_view_of_the_demo(browser: Any, demo: tuple[str, str]) -> None:
+    """Each view shows the demo's data with no console error; charts draw; screenshots of
+    each view (and the overview on a phone) go to docs/dashboard/."""
+    url, key = demo
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    ctx, page, errors = _signed_in(browser, url, key, viewport={"width": 1280, "height": 900})
+    try:
+        for name, path, expected in VIEWS:
+            # The ingest counts reach the database every few seconds: wait for them.
+            deadline = time.monotonic() + 30
+            while True:
+                response = page.goto(url + path)
+                assert response.status == 200, name
+                if expected in page.inner_text("main") or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            assert expected in page.inner_text("main"), (name, expected)
+            if page.locator("[data-chart]").count():
+                page.wait_for_selector(".uplot canvas", state="attached")
+            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        assert key not in page.content()
+        assert errors == []
+    finally:
+        ctx.close()
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True}
+    ctx, page, errors = _signed_in(browser, url, key, **phone)
+    try:
+        page.wait_for_selector(".uplot canvas", state="attached")
+        page.screenshot(path=str(SHOTS / "overview-phone.png"), full_page=True)
+        assert errors == []
+    finally:
+        ctx.close()
