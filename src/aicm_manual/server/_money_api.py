@@ -13,6 +13,7 @@ and the webhook dispatcher start with the first budget or webhook (or pending me
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from ._app import Collector
 
 RULES_RELOAD_S = 5.0
+log = logging.getLogger("aicm_manual.server")
 Handler = Callable[[Request, ApiKeyRecord], Coroutine[Any, Any, Response]]
 
 
@@ -76,7 +78,15 @@ class Money:
         if self._started:
             accepted = zip(events, statuses, strict=True)
             self.watcher.stored(e for e, s in accepted if s == "accepted")
-        self.refresh_rules()
+        # Called on the event loop after a commit: the reload check reads the database, so
+        # it runs on a thread of its own (one at a time), never delaying or failing the
+        # request that has already been stored.
+        due = time.monotonic() - self._rules_checked >= RULES_RELOAD_S
+        if due and self._rules_lock.acquire(blocking=False):
+            self._rules_checked = time.monotonic()
+            threading.Thread(
+                target=self._reload_if_changed, name="aicm-price-rules", daemon=True
+            ).start()
 
     # -- price rules ---------------------------------------------------------------------------
 
@@ -97,14 +107,15 @@ class Money:
         self._rules_mark = max((r.rule_id for r in rows), default=0)
         self._rules_checked = time.monotonic()
 
-    def refresh_rules(self) -> None:
-        """Reload when another process stored a rule (checked every RULES_RELOAD_S)."""
-        if time.monotonic() - self._rules_checked < RULES_RELOAD_S:
-            return
-        with self._rules_lock:
-            self._rules_checked = time.monotonic()
+    def _reload_if_changed(self) -> None:
+        """Reload when another process stored a rule; holds _rules_lock (taken by stored)."""
+        try:
             if self.ledger.price_rules_mark() != self._rules_mark:
                 self.load_rules()
+        except Exception as exc:  # the storage is down: the next check tries again
+            log.warning("aicm collector: price rules not reloaded: %s", exc)
+        finally:
+            self._rules_lock.release()
 
     async def put_price(self, request: Request, key: ApiKeyRecord) -> Response:
         service_id = _service_id(request.path_params["service_id"])
