@@ -5,6 +5,7 @@ and real loopback sockets."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -374,10 +375,17 @@ def test_demo_tracks_records_prints_both_cost_tables_and_flushes_everything(
         assert "Cost by client_customer_key" in done.stdout
         assert "Cost by service_id" in done.stdout
         by_customer, by_service = done.stdout.split("Cost by service_id")
-        assert table_row(by_customer, "total")[1:3] == ["200", "0"]
-        assert table_row(by_service, "total")[1:3] == ["200", "0"]
+        # 200 tracked, 20 sent twice and stored once, 1 of a client's unvalidated batch.
+        assert table_row(by_customer, "total")[1] == "221"
+        assert table_row(by_service, "total")[1] == "221"
         assert table_row(by_service, "total")[3].endswith(" USD")
+        search = table_row(by_service, "internal::search")  # no config prices it
+        assert search[1] == search[2] != "0"
+        assert table_row(by_service, "total")[2] == search[2]
         assert "usage payload is invalid" in done.stdout
+        assert "'status': 'rejected'" in done.stdout
+        assert "internal::search: " in done.stdout.split("Not priced")[1]
+        assert re.search(r"heygen-daily: [\d.]+ of 5\.000000000 USD this day", done.stdout)
     assert (data / "collector.db").exists()
 
 
