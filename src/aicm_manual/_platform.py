@@ -131,8 +131,10 @@ class UsageEventBatchQueue:
         return self._closed
 
     def _take(self) -> list[dict[str, Any]]:
+        # The list itself stays: the page reads ``len(provider.batch_queue._queue)``.
         with self._lock:
-            batch, self._queue = self._queue, []
+            batch = self._queue[:]
+            self._queue.clear()
             return batch
 
     async def enqueue(self, event: Mapping[str, Any]) -> None:
@@ -142,7 +144,8 @@ class UsageEventBatchQueue:
             full = len(self._queue) >= self.batch_size or self._closed
             batch: list[dict[str, Any]] = []
             if full:
-                batch, self._queue = self._queue, []
+                batch = self._queue[:]
+                self._queue.clear()
         if batch:
             await self._send(batch)
         elif self._timer is None or self._timer.done():

@@ -243,7 +243,8 @@ def openai_endpoint() -> Iterator[str]:
     """A loopback OpenAI-compatible endpoint, for examples that call OpenAI themselves."""
     path = ROOT / "tests" / "llm" / "openai_server.py"  # shared with tests/llm
     spec = importlib.util.spec_from_file_location("reference_openai_server", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -303,9 +304,7 @@ def _check_events(url: str, key: str, expected: list[Event]) -> None:
 
 
 @pytest.mark.parametrize("name", [_case(n) for n in SCRIPTS])
-def test_reference_example(
-    name: str, collector: str, openai_endpoint: str, tmp_path: Path
-) -> None:
+def test_reference_example(name: str, collector: str, openai_endpoint: str, tmp_path: Path) -> None:
     """The example runs as written and its records arrive with the values it implies."""
     expect = EXPECT[name]
     env = {
