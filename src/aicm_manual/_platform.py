@@ -176,32 +176,32 @@ class UsageEventBatchQueue:
             self._deliver(batch)
 
     def _deliver(self, batch: list[dict[str, Any]]) -> None:
-        try:
-            result = self.tracker.track_batch(batch)
-        except BatchValidationError as exc:
-            self._refused(batch, exc)
-            rest = [e for i, e in enumerate(batch) if i not in exc.problems]
-            if rest:
-                self._deliver(rest)
+        """Hand ``batch`` over from synchronous code (the timer's last act)."""
+        while batch:
+            try:
+                result = self.tracker.track_batch(batch)
+            except BatchValidationError as exc:
+                batch = self._refused(batch, exc)
+                continue
+            except AicmError as exc:
+                self._lost(len(batch), exc)
+                return
+            self._done(batch, result)
             return
-        except AicmError as exc:
-            self._lost(len(batch), exc)
-            return
-        self._done(batch, result)
 
     async def _send(self, batch: list[dict[str, Any]]) -> None:
-        try:
-            result = await self.tracker.track_batch_async(batch)
-        except BatchValidationError as exc:
-            self._refused(batch, exc)
-            rest = [e for i, e in enumerate(batch) if i not in exc.problems]
-            if rest:
-                await self._send(rest)
+        """Hand ``batch`` over; an ``immediate`` tracker sends it in a worker thread."""
+        while batch:
+            try:
+                result = await self.tracker.track_batch_async(batch)
+            except BatchValidationError as exc:
+                batch = self._refused(batch, exc)
+                continue
+            except AicmError as exc:
+                self._lost(len(batch), exc)
+                return
+            self._done(batch, result)
             return
-        except AicmError as exc:
-            self._lost(len(batch), exc)
-            return
-        self._done(batch, result)
 
     def _done(self, batch: list[dict[str, Any]], result: Mapping[str, Any]) -> None:
         self.handed_over += len(batch)
@@ -217,12 +217,16 @@ class UsageEventBatchQueue:
             )
         log.debug("aicm: handed a batch of %d usage events to delivery", len(batch))
 
-    def _refused(self, batch: list[dict[str, Any]], exc: BatchValidationError) -> None:
+    def _refused(
+        self, batch: list[dict[str, Any]], exc: BatchValidationError
+    ) -> list[dict[str, Any]]:
+        """Log and count the records ``track_batch`` refused; return the others."""
         self.failed += len(exc.problems)
         self.last_error = exc
         log.error(
             "aicm: %d of a batch of %d usage events dropped: %s", len(exc.problems), len(batch), exc
         )
+        return [e for i, e in enumerate(batch) if i not in exc.problems]
 
     def _lost(self, count: int, exc: AicmError) -> None:
         self.failed += count

@@ -348,6 +348,25 @@ def test_refused_records_are_logged_and_the_others_still_go(
     assert config_server.collector.records() == []
 
 
+def test_a_record_refused_in_a_batch_does_not_stop_the_others(
+    config_server: Any, llm: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    too_long = "m" * 300  # the service_id would pass the 255-character limit
+
+    async def main() -> UsageEventBatchQueue:
+        async with platform(config_server, llm, batch_size=3) as provider:
+            for model in ("gpt-4o-mini", too_long, "gpt-4o-mini"):
+                await provider.acompletion(model=model, messages=MESSAGES)
+            return provider.batch_queue
+
+    with caplog.at_level(logging.ERROR, logger="aicm_manual.platform"):
+        queue = asyncio.run(main())
+    assert (queue.failed, queue.handed_over, queue.batches) == (1, 2, 1)
+    assert "1 of a batch of 3 usage events dropped" in caplog.text
+    ids = sorted(r["response_id"] for r in config_server.collector.records_for(KEY))
+    assert ids == ["chatcmpl-1", "chatcmpl-3"]
+
+
 def test_records_the_collector_rejects_do_not_stop_the_others(
     config_server: Any, llm: OpenAIServer
 ) -> None:
@@ -363,6 +382,34 @@ def test_records_the_collector_rejects_do_not_stop_the_others(
     ids = sorted(r["response_id"] for r in config_server.collector.records_for(KEY))
     assert ids == ["chatcmpl-1", "chatcmpl-3"]
     assert get_global_delivery_health()["total_rejected"] == 1
+
+
+def test_an_immediate_tracker_sends_each_batch_as_one_request(
+    config_server: Any, llm: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With an ``immediate`` tracker a hand-over is the request, and the collector's
+    refusals are known (logged and counted) at once."""
+    config_server.collector.reject_ids.add("chatcmpl-2")
+    tracker = Tracker(
+        aicm_api_key=KEY,
+        aicm_api_base=config_server.url,
+        delivery_type="immediate",
+        environ=NO_INI,
+    )
+
+    async def main() -> UsageEventBatchQueue:
+        async with PlatformProvider(tracker=tracker, batch_size=2, flush_interval=3600) as p:
+            p.provider = OpenaiProvider(api_key="sk-loopback", api_base=llm.base_url)
+            for _ in range(2):
+                await p.acompletion(model="gpt-4o-mini", messages=MESSAGES)
+            assert config_server.collector.requests == [(KEY, 2)]  # sent when handed over
+            return p.batch_queue
+
+    with caplog.at_level(logging.ERROR, logger="aicm_manual.platform"):
+        queue = asyncio.run(main())
+    tracker.close()
+    assert (queue.handed_over, queue.failed) == (2, 1)
+    assert "the collector refused 1 of a batch of 2 usage events" in caplog.text
 
 
 def test_an_unreachable_collector_never_fails_the_caller(llm: OpenAIServer) -> None:
