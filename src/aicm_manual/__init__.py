@@ -27,6 +27,7 @@ from ._delivery.process import (
 from ._delivery.settings import DeliverySettings, DeliveryType, OnFull
 from ._llm.streams import AsyncLlmStream, LlmStream
 from ._llm.usage import LlmUsage, extract_usage
+from ._platform import OpenaiProvider, PlatformProvider, UsageEventBatchQueue
 from ._records import UsageRecord
 from ._secret import Secret
 from ._tracker import Tracker
@@ -76,6 +77,8 @@ __all__ = [
     "LlmUsage",
     "LlmUsageError",
     "OnFull",
+    "OpenaiProvider",
+    "PlatformProvider",
     "QueueFull",
     "QueueFullError",
     "SchemaError",
@@ -89,6 +92,7 @@ __all__ = [
     "TypeValidator",
     "UniversalExtractor",
     "UsageConfig",
+    "UsageEventBatchQueue",
     "UsageLimitExceeded",
     "UsageRecord",
     "UsageValidationError",

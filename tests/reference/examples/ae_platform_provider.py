@@ -1,7 +1,9 @@
 """usage-event-batching.md (any-llm's PlatformProvider), every example in page order.
 Changed: the imports ``any_llm.providers.platform`` / ``any_llm.providers.openai`` ->
 aicm_manual; "your-key" / "your-any-llm-platform-key" -> the collector's key (KEY). Each
-``async def example()`` is run right after it is defined."""
+``async def example()`` is run right after it is defined. ``OpenaiProvider`` reads the OpenAI
+SDK's own ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``, which the test points at a loopback
+OpenAI-compatible endpoint (no change to the code)."""
 
 import asyncio
 import os
