@@ -98,9 +98,20 @@ def translating(driver_error: type[BaseException]) -> Callable[[_C], _C]:
         return call
 
     def decorate(cls: _C) -> _C:
-        for name, member in list(vars(cls).items()):
-            if callable(member) and (name == "__init__" or not name.startswith("_")):
-                setattr(cls, name, wrap(name.strip("_"), member))
+        # Inherited methods too (the report mixin, a shared ledger): the nearest definition
+        # of each name is wrapped, once, on the decorated class.
+        seen: set[str] = set()
+        for klass in cls.__mro__[:-1]:
+            for name, member in list(vars(klass).items()):
+                if (
+                    name in seen
+                    or not callable(member)
+                    or isinstance(member, (type, staticmethod, classmethod))
+                ):
+                    continue
+                seen.add(name)
+                if name == "__init__" or not name.startswith("_"):
+                    setattr(cls, name, wrap(name.strip("_"), member))
         return cls
 
     return decorate
