@@ -162,3 +162,27 @@ def test_a_schema_from_before_the_totals_gets_them_from_its_daily_rollups(
         assert acme == SummaryRow("acme", "USD", 5, 10**19 + 1_007, 0)
     finally:
         storage.close()
+
+
+def test_concurrent_ingests_of_overlapping_batches_store_each_record_once(
+    pg: PostgresStorage,
+) -> None:
+    import threading
+
+    batches = [[ev(f"r{(n * 7 + k) % 40}") for k in range(10)] for n in range(12)]
+    answers: list[list[object]] = [[] for _ in batches]
+
+    def send(n: int) -> None:
+        answers[n] = list(pg.ingest(batches[n]))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    statuses = [s for a in answers for s in a]
+    assert len(statuses) == 120
+    assert set(statuses) <= {"accepted", "duplicate"}
+    assert statuses.count("accepted") == 40
+    [row] = pg.cost_summary("tenant-a", "client_customer_key", None, None)
+    assert (row.events, row.cost_nanos) == (40, 40_000)
