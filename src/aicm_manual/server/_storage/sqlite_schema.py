@@ -135,9 +135,10 @@ MIGRATIONS: list[str] = [
     # All-time totals per customer, service and currency: costs/summary over an open window
     # reads these instead of every daily rollup (which grow with days x customers). The
     # cost is kept as whole units and a nano remainder (``split_nanos``), so that a total
-    # over many days never leaves 64 bits where each day's fits.
+    # over many days never leaves 64 bits where each day's fits. WITHOUT ROWID: the
+    # trigger's upsert updates one b-tree, not a table and its key's index.
     f"""
-    {TOTALS_TABLE}
+    {TOTALS_TABLE.rstrip().rstrip(";")} WITHOUT ROWID;
     INSERT INTO rollups_total {TOTALS_FROM_DAILY};
     DROP TRIGGER events_rollup;
     CREATE TRIGGER events_rollup AFTER INSERT ON events BEGIN
