@@ -50,6 +50,7 @@ def test_schema_holds_every_table_and_is_created_once(
         "ingest_stats",
         "price_rules",
         "rollups_daily",
+        "rollups_total",
         "schema_migrations",
         "webhook_messages",
         "webhooks",
@@ -122,3 +123,66 @@ def test_an_unreachable_server_fails_at_construction() -> None:
     with pytest.raises(StorageError) as caught:
         PostgresStorage("postgresql://postgres@127.0.0.1:1/test", schema="unused")
     assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+
+
+def test_a_schema_from_before_the_totals_gets_them_from_its_daily_rollups(
+    postgres_url: str,  # noqa: F811
+    pg_schema: str,  # noqa: F811
+) -> None:
+    from psycopg import sql
+
+    from aicm_manual._migrations import apply_migrations, split_statements
+    from aicm_manual.server._storage.protocol import US_PER_DAY
+
+    from .test_storage_contract import DAY0
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
+        scripts = [split_statements(script) for script in MIGRATIONS[:-1]]
+        apply_migrations(conn.execute, scripts, 0.0, param="%s")
+        for day, customer, cost in (
+            (0, "acme", 5 * 10**18),
+            (1, "acme", 5 * 10**18 + 7),
+            (1, "", 3),
+        ):
+            conn.execute(
+                "INSERT INTO rollups_daily VALUES ('tenant-a', %s, %s, 'openai::gpt-4o', 'USD',"
+                " 2, %s, 0)",
+                (DAY0 // US_PER_DAY + day, customer, cost),
+            )
+    storage = PostgresStorage(postgres_url, schema=pg_schema)
+    try:
+        assert storage.cost_summary("tenant-a", "client_customer_key", None, None) == [
+            SummaryRow(None, "USD", 2, 3, 0),
+            SummaryRow("acme", "USD", 4, 10**19 + 7, 0),
+        ]
+        assert storage.ingest([ev("r1")]) == ["accepted"]
+        [*_, acme] = storage.cost_summary("tenant-a", "client_customer_key", None, None)
+        assert acme == SummaryRow("acme", "USD", 5, 10**19 + 1_007, 0)
+    finally:
+        storage.close()
+
+
+def test_concurrent_ingests_of_overlapping_batches_store_each_record_once(
+    pg: PostgresStorage,
+) -> None:
+    import threading
+
+    batches = [[ev(f"r{(n * 7 + k) % 40}") for k in range(10)] for n in range(12)]
+    answers: list[list[object]] = [[] for _ in batches]
+
+    def send(n: int) -> None:
+        answers[n] = list(pg.ingest(batches[n]))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    statuses = [s for a in answers for s in a]
+    assert len(statuses) == 120
+    assert set(statuses) <= {"accepted", "duplicate"}
+    assert statuses.count("accepted") == 40
+    [row] = pg.cost_summary("tenant-a", "client_customer_key", None, None)
+    assert (row.events, row.cost_nanos) == (40, 40_000)

@@ -38,7 +38,11 @@ def unpriced(rid: str, service: str, reason: str, day: int = DAY) -> object:
 
 
 def totals(side: Side) -> tuple[dict[str | None, int], dict[str | None, int]]:
-    """(summary per currency over whole days, sum of the stored events per currency)."""
+    """(summary per currency over all time, sum of the stored events per currency); the
+    all-time totals and the daily rollups over every day agree, row for row."""
+    for group_by in ("service_id", "client_customer_key"):
+        days = side.storage.cost_summary("tenant-a", group_by, 0, 4_102_444_800_000_000)  # type: ignore[arg-type]
+        assert side.storage.cost_summary("tenant-a", group_by, None, None) == days  # type: ignore[arg-type]
     summary: dict[str | None, int] = {}
     for row in side.storage.cost_summary("tenant-a", "service_id", None, None):
         summary[row.currency] = summary.get(row.currency, 0) + row.cost_nanos

@@ -419,6 +419,31 @@ def test_rollups_and_events_agree_on_the_same_events(
     assert from_rollups == from_events
 
 
+@pytest.mark.parametrize("group_by", ["client_customer_key", "service_id"])
+def test_all_time_totals_agree_with_the_days_and_the_events(
+    storage: Storage, group_by: str
+) -> None:
+    """An open window (the all-time totals) answers what every whole day (daily rollups) and
+    a partial window (events) answer, over tenants, customers, currencies, unpriced events,
+    negative costs, resends, conflicts, a refused event and days whose sum passes 64 bits."""
+    storage.ingest(SPREAD[:5])
+    storage.ingest([*SPREAD[3:], ev("a1", cost=1_000), ev("a2", cost=3)])  # resends, a conflict
+    storage.ingest([ev("t-b", tenant="tenant-b", cost=77), ev("neg", cost=-1_999_999_999)])
+    storage.ingest([ev(f"big{n}", cost=BIG, at=DAY0 + n * US_PER_DAY + HOUR) for n in range(3)])
+    refused = storage.ingest([ev("big-again", cost=BIG, at=DAY0 + HOUR)])
+    assert refused == [Refused(SUM_OUT_OF_RANGE)]
+    for tenant in ("tenant-a", "tenant-b", "tenant-c"):
+        totals = storage.cost_summary(tenant, group_by, None, None)  # type: ignore[arg-type]
+        days = storage.cost_summary(tenant, group_by, DAY0 - 9 * US_PER_DAY, DAY0 + 9 * US_PER_DAY)  # type: ignore[arg-type]
+        events = storage.cost_summary(
+            tenant, group_by, DAY0 - 9 * US_PER_DAY, DAY0 + 999 * HOUR + 1
+        )  # type: ignore[arg-type]
+        assert totals == days == events
+    assert totals == []  # tenant-c has none
+    everything = storage.cost_summary("tenant-a", "service_id", None, None)
+    assert sum(r.cost_nanos for r in everything) == 3 * BIG + 104_239 - 1_999_999_999
+
+
 def test_cost_summary_partial_window_counts_only_events_inside(storage: Storage) -> None:
     storage.ingest(SPREAD)
     rows = storage.cost_summary(

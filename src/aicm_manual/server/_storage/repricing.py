@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from .ledger import Ledger
+from .ledger import ADD_TOTAL, Ledger, total_deltas
 from .protocol import US_PER_DAY
 
 
@@ -155,6 +155,10 @@ def _apply_reprice(
         "DELETE FROM rollups_daily WHERE tenant = ? AND day = ? AND client_customer_key = ?"
         " AND service_id = ? AND currency = ? AND events = 0"
     )
+    emptied_total = ledger.sql(
+        "DELETE FROM rollups_total WHERE tenant = ? AND client_customer_key = ?"
+        " AND service_id = ? AND currency = ? AND events = 0"
+    )
     # Net rollup deltas per row, so a batch costs one statement per rollup row it touches.
     deltas: dict[tuple[int, str, str, str], list[int]] = {}
     updates = []
@@ -173,12 +177,16 @@ def _apply_reprice(
         new[2] += new_cost is None
         updates.append((new_cost, new_cur if new_cost is not None else None, src, event_id))
     moves = [(tenant, *key, *delta) for key, delta in sorted(deltas.items()) if any(delta)]
+    totals = total_deltas(moves)
     with ledger.atomic(db):
         cursor = db.cursor()
         cursor.executemany(update, updates)
         if moves:
             cursor.executemany(move, moves)
             cursor.executemany(emptied, [m[:5] for m in moves])  # rows left with no event
+        if totals:  # after the daily rows, as ingest: one lock order
+            cursor.executemany(ledger.sql(ADD_TOTAL), totals)
+            cursor.executemany(emptied_total, [t[:4] for t in totals])
 
 
 def _window(tenant: str, since_us: int | None, until_us: int | None) -> tuple[str, tuple[Any, ...]]:

@@ -301,6 +301,16 @@ class SqliteStorage(LedgerReports):
         self, tenant: str, group_by: GroupBy, since_us: int | None, until_us: int | None
     ) -> list[SummaryRow]:
         column = _GROUP_COLUMN[group_by]
+        if since_us is None and until_us is None:
+            sql = (
+                f"SELECT {column}, currency, sum(events), sum(cost_units), sum(cost_rem),"
+                f" sum(unpriced) FROM rollups_total WHERE tenant = ?"
+                f" GROUP BY {column}, currency ORDER BY {column}, currency"
+            )
+            return [
+                SummaryRow(r[0] or None, r[1] or None, r[2], split_nanos(r[3], r[4]), r[5])
+                for r in self._reader().execute(sql, (tenant,))
+            ]
         if whole_days(since_us) and whole_days(until_us):
             where, args = ["tenant = ?"], [tenant]
             if since_us is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .ledger import migration, stats_migration
+from .ledger import TOTALS_FROM_DAILY, TOTALS_TABLE, migration, stats_migration
 from .protocol import US_PER_DAY
 
 
@@ -132,4 +132,46 @@ MIGRATIONS: list[str] = [
     migration("sqlite"),
     # Records by status and rejection reasons per tenant and hour (ingest health).
     stats_migration(),
+    # All-time totals per customer, service and currency: costs/summary over an open window
+    # reads these instead of every daily rollup (which grow with days x customers). The
+    # cost is kept as whole units and a nano remainder (``split_nanos``), so that a total
+    # over many days never leaves 64 bits where each day's fits. WITHOUT ROWID: the
+    # trigger's upsert updates one b-tree, not a table and its key's index.
+    f"""
+    {TOTALS_TABLE.rstrip().rstrip(";")} WITHOUT ROWID;
+    INSERT INTO rollups_total {TOTALS_FROM_DAILY};
+    DROP TRIGGER events_rollup;
+    CREATE TRIGGER events_rollup AFTER INSERT ON events BEGIN
+        INSERT INTO rollups_daily VALUES (
+            NEW.tenant,
+            CASE WHEN NEW.timestamp_us >= 0 THEN NEW.timestamp_us / {US_PER_DAY}
+                 ELSE (NEW.timestamp_us + 1) / {US_PER_DAY} - 1 END,
+            coalesce(NEW.client_customer_key, ''),
+            NEW.service_id,
+            CASE WHEN NEW.cost_nanos IS NULL THEN '' ELSE coalesce(NEW.currency, '') END,
+            1, coalesce(NEW.cost_nanos, 0), NEW.cost_nanos IS NULL)
+        ON CONFLICT (tenant, day, client_customer_key, service_id, currency) DO UPDATE SET
+            events = events + 1,
+            cost_nanos = CASE
+                WHEN (excluded.cost_nanos > 0
+                      AND cost_nanos > 9223372036854775807 - excluded.cost_nanos)
+                  OR (excluded.cost_nanos < 0
+                      AND cost_nanos < (-9223372036854775807 - 1) - excluded.cost_nanos)
+                THEN RAISE(ABORT, '{SUM_OVERFLOW}')
+                ELSE cost_nanos + excluded.cost_nanos END,
+            unpriced = unpriced + excluded.unpriced;
+        INSERT INTO rollups_total VALUES (
+            NEW.tenant,
+            coalesce(NEW.client_customer_key, ''),
+            NEW.service_id,
+            CASE WHEN NEW.cost_nanos IS NULL THEN '' ELSE coalesce(NEW.currency, '') END,
+            1, coalesce(NEW.cost_nanos, 0) / 1000000000, coalesce(NEW.cost_nanos, 0) % 1000000000,
+            NEW.cost_nanos IS NULL)
+        ON CONFLICT (tenant, client_customer_key, service_id, currency) DO UPDATE SET
+            events = events + 1,
+            cost_units = cost_units + excluded.cost_units,
+            cost_rem = cost_rem + excluded.cost_rem,
+            unpriced = unpriced + excluded.unpriced;
+    END
+    """,
 ]
