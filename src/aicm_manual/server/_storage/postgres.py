@@ -113,6 +113,11 @@ _ADD_TOTALS = """
 
 
 @translating(psycopg.Error)
+class _PostgresLedger(Ledger):
+    """The ledger raising StorageError for the driver's errors, as the backend does."""
+
+
+@translating(psycopg.Error)
 class PostgresStorage(LedgerReports):
     """The Storage contract on PostgreSQL. ``schema`` puts every table in that schema
     (created if missing); without it the URL's search_path decides."""
@@ -137,7 +142,7 @@ class PostgresStorage(LedgerReports):
         self._connections: Connections = open_pool(url, self._options, self._configure) or (
             IdleConnections(self._connect)
         )
-        self.ledger = Ledger(
+        self.ledger = _PostgresLedger(
             self._run, self._run, lambda c: c.transaction(), dialect="postgres", clock=clock
         )
 

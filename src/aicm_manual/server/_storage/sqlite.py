@@ -106,6 +106,11 @@ _GROUP_COLUMN = {"client_customer_key": "client_customer_key", "service_id": "se
 
 
 @translating(sqlite3.Error)
+class _SqliteLedger(Ledger):
+    """The ledger raising StorageError for the driver's errors, as the backend does."""
+
+
+@translating(sqlite3.Error)
 class SqliteStorage(LedgerReports):
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path).expanduser()
@@ -126,7 +131,7 @@ class SqliteStorage(LedgerReports):
         # WAL starts over, is only a safety net should that thread fail.
         self._db.execute(f"PRAGMA wal_autocheckpoint={2 * checkpointer.restart_frames}")
         self._writer = Writer(self._db, self._ingest_rows, checkpointer)
-        self.ledger = Ledger(
+        self.ledger = _SqliteLedger(
             self._writer.call,
             lambda fn: fn(self._reader()),
             sqlite_atomic,
