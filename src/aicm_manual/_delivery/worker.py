@@ -295,7 +295,6 @@ class Worker:
         route = state.route
         status, error = exchange.status, exchange.error
         if exchange.outcomes is not None:
-            self._settle(state, entries, exchange.outcomes, exchange.all_delivered)
             if log.isEnabledFor(logging.DEBUG):
                 delivered = sum(o.delivered for o in exchange.outcomes)
                 log.debug(
@@ -309,6 +308,8 @@ class Worker:
                     len(entries) - delivered,
                     exchange.ms,
                 )
+            # Logged first: a flush may return as soon as the records are settled.
+            self._settle(state, entries, exchange.outcomes, exchange.all_delivered)
             if ready is not None:
                 if threaded and state.next_attempt <= now and not self._stop_waiting():
                     self._dispatch(ready)  # encoded while this one was out: no gap
