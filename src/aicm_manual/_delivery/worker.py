@@ -180,8 +180,11 @@ class Worker:
                 waits.append(max(0.0, state.next_attempt - now) or poll)
         spooled = self._spooled
         if spooled is not None:
-            # Right after a claim that found rows, more are likely ready: go on at once.
-            waits.append((0.0 if spooled.last_claimed else poll) if spooled.known else 1.0)
+            # Right after a claim that found a batch's worth, more are likely ready: go on
+            # at once. A trickle waits for the poll, so callers' commits are not contended
+            # by a claim transaction per handful of rows.
+            more = spooled.last_claimed >= self._batch_size
+            waits.append((0.0 if more else poll) if spooled.known else 1.0)
         if self._stop.is_set():  # closing: answers wake the worker, the deadline ends it
             waits.append(max(0.0, self._stop_by - now))
         return min(waits) if waits else None
