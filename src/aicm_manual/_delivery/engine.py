@@ -103,6 +103,7 @@ class DeliveryEngine(Worker):
         self._queue = self._memory.queue  # the hot path's deque, one attribute away
         self._spooled: SpoolStore | None = None
         self._flushing = 0
+        self._asleep = False  # the worker waits without looking again within a poll
         self._stop_by = math.inf  # set by close(): when the worker stops waiting for answers
         self._senders = SenderPool()
         self._answers: deque[tuple[Job, Exchange]] = deque()  # from sender threads
@@ -159,7 +160,7 @@ class DeliveryEngine(Worker):
         if self._thread is None:
             self._start()
         queue.append((record, route))
-        if not n or (n + 1) % self._batch_size == 0:
+        if (not n and self._asleep) or (n + 1) % self._batch_size == 0:
             self._wake.set()
 
     def submitter(self, route: Route) -> Callable[[UsageRecord, Target], None]:
@@ -341,8 +342,10 @@ class DeliveryEngine(Worker):
             while True:
                 self._wake.set()
                 left = self.outstanding() if route is None else self._left(route, mark)
+                if left == 0:  # (counting again could see another process's new rows)
+                    return 0
                 thread = self._thread
-                if left == 0 or thread is None or not thread.is_alive():
+                if thread is None or not thread.is_alive():
                     return left if route is None else self._left(route, mark, exact=True)
                 remaining = None if deadline is None else deadline - self._clock()
                 if remaining is not None and remaining <= 0:
@@ -521,7 +524,15 @@ class DeliveryEngine(Worker):
                 now = self._clock()
                 if now >= self._stop_by or not self.has_work(now):
                     return
-            self._wake.wait(self._sleep_time())
+            wait = self._sleep_time()
+            if wait is None or wait > self._poll():
+                # Callers wake a worker that would not look again within a poll; one that
+                # will is left alone (a wake per record or two cost 8% of a burst).
+                self._asleep = True
+                if self._queue:  # a record came in before the flag was up
+                    wait = 0.0
+            self._wake.wait(wait)
+            self._asleep = False
 
 
 def _drain_child(ref: weakref.ref[DeliveryEngine]) -> None:

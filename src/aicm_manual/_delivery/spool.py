@@ -216,24 +216,15 @@ class Spool:
         process of another owner holds (rows of an owner that died count: they are taken
         back, so a flush waits for them)."""
         now = self._clock()
+        # One statement, so the rows are counted from one snapshot of the file.
         sql = (
-            "SELECT lease_owner, count(*) FROM records WHERE key_ref = ? AND api_base = ?"
-            " AND NOT (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?)"
-            " GROUP BY lease_owner"
+            "SELECT CASE WHEN lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?"
+            " THEN NULL ELSE lease_owner END AS holder, count(*) FROM records"
+            " WHERE key_ref = ? AND api_base = ? GROUP BY holder"
         )
-        total = (
-            "SELECT count(*) FROM records WHERE key_ref = ? AND api_base = ?",
-            (key_ref, api_base),
-        )
-
-        def run(db: sqlite3.Connection) -> tuple[int, list[tuple[str, int]]]:
-            held = db.execute(sql, (key_ref, api_base, self.owner, now)).fetchall()
-            return int(db.execute(*total).fetchone()[0]), held
-
-        count: int
-        held: list[tuple[str, int]]
-        count, held = self._run(run)
-        return count - sum(n for owner, n in held if owner_alive(owner))
+        args = (self.owner, now, key_ref, api_base)
+        held: list[tuple[str | None, int]] = self._run(lambda db: db.execute(sql, args).fetchall())
+        return sum(n for holder, n in held if holder is None or not owner_alive(holder))
 
     def claim(
         self,

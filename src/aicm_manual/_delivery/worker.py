@@ -169,10 +169,14 @@ class Worker:
             s.busy or (s.pending and s.next_attempt <= now) for s in list(self._states.values())
         )
 
+    def _poll(self) -> float:
+        """How soon the worker looks again while anything waits."""
+        return max(0.005, min(0.05, self.settings.batch_interval / 2))
+
     def _sleep_time(self) -> float | None:
         now = self._clock()
         waits: list[float] = []
-        poll = max(0.005, min(0.05, self.settings.batch_interval / 2))
+        poll = self._poll()
         if self._queue or self._flushing:
             waits.append(poll)
         for state in list(self._states.values()):
