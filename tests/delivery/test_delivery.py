@@ -95,6 +95,7 @@ def test_two_keys_are_never_mixed(schemas_dir: Path, config_server: ConfigServer
         ids_a.append(a.track(CHAT))
         ids_b.append(b.track(CHAT))
     assert a.flush(10) == 0
+    assert b.flush(10) == 0  # a's flush waits for a's records only
     got_a = {r["response_id"] for r in config_server.collector.records_for("key-a")}
     got_b = {r["response_id"] for r in config_server.collector.records_for("key-b")}
     assert got_a == set(ids_a)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 import os
 import sys
 import threading
@@ -33,9 +34,10 @@ from .._records import Target, UsageRecord
 from ..errors import DeliveryError, InvalidRecordError, QueueFullError
 from .health import Health, LogLimiter
 from .immediate import send_records
-from .queued import HttpTransport, KeyState, OnDiscard, Route, Transport, decode_wire, log
+from .queued import HttpTransport, Job, KeyState, OnDiscard, Route, Transport, decode_wire, log
 from .retry import Backoff
-from .sender import Sender
+from .sender import Exchange, Sender
+from .senders import SenderPool
 from .settings import DeliverySettings, DeliveryType, Lane, OnFull
 from .spool import Spool
 from .stores import InHand, MemoryStore, SpoolStore
@@ -101,6 +103,10 @@ class DeliveryEngine(Worker):
         self._queue = self._memory.queue  # the hot path's deque, one attribute away
         self._spooled: SpoolStore | None = None
         self._flushing = 0
+        self._asleep = False  # the worker waits without looking again within a poll
+        self._stop_by = math.inf  # set by close(): when the worker stops waiting for answers
+        self._senders = SenderPool()
+        self._answers: deque[tuple[Job, Exchange]] = deque()  # from sender threads
         self._thread: threading.Thread | None = None
         transport = self._transport_arg or HttpTransport(s.timeout)
         self._sender = Sender(transport, s.gzip_min_bytes)
@@ -154,8 +160,19 @@ class DeliveryEngine(Worker):
         if self._thread is None:
             self._start()
         queue.append((record, route))
-        if not n or (n + 1) % self._batch_size == 0:
+        if (not n and self._asleep) or (n + 1) % self._batch_size == 0:
             self._wake.set()
+
+    def submitter(self, route: Route) -> Callable[[UsageRecord, Target], None]:
+        """``submit_route`` for one tracker's route, as the one call its track() makes
+        (another target, given by track_batch's records, finds its own route)."""
+        own = route.target
+        submit_route = self.submit_route
+
+        def submit(record: UsageRecord, target: Target) -> None:
+            submit_route(record, route if target is own else self.route(target, route.lane))
+
+        return submit
 
     def _sample(self, record: UsageRecord) -> None:
         """Measure one record's serialised size, so the memory bound holds in bytes from
@@ -325,8 +342,10 @@ class DeliveryEngine(Worker):
             while True:
                 self._wake.set()
                 left = self.outstanding() if route is None else self._left(route, mark)
+                if left == 0:  # (counting again could see another process's new rows)
+                    return 0
                 thread = self._thread
-                if left == 0 or thread is None or not thread.is_alive():
+                if thread is None or not thread.is_alive():
                     return left if route is None else self._left(route, mark, exact=True)
                 remaining = None if deadline is None else deadline - self._clock()
                 if remaining is not None and remaining <= 0:
@@ -366,30 +385,48 @@ class DeliveryEngine(Worker):
         started = self._clock()
         left = self.flush(timeout)
         self._state = State.CLOSING
+        thread = self._thread
+        spent = self._clock() - started
+        wait = self.settings.timeout + 1.0 if timeout is None else timeout - spent
+        # The worker sends what is left and waits for the answers until then, no longer.
+        self._stop_by = self._clock() + max(0.0, wait)
         self._stop.set()
         self._wake.set()
-        thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            spent = self._clock() - started
-            wait = self.settings.timeout + 1.0 if timeout is None else timeout - spent
             thread.join(max(0.0, wait) + EXIT_SLACK)
         alive = thread is not None and thread.is_alive()
+        if not alive:
+            self._settle_answers()  # answers that came after the worker's last cycle
         self._state = State.CLOSED
         self._thread = None  # a later submit() fails loudly instead of queueing for no one
         lost: list[tuple[dict[str, Any], OnDiscard | None]] = []
         while self._queue:
             record, route = self._queue.popleft()
             lost.append((record.to_wire(), route.on_discard))
+        sending = False
         for state in list(self._states.values()):
-            for entry in list(state.pending) + (list(state.inflight) if alive else []):
+            held = list(state.pending)
+            if state.ready is not None:
+                held += state.ready.entries
+            unsent = [e for e in held if e.row is not None]
+            if unsent and self._spooled is not None:
+                # Claimed but never sent: hand the rows back at once, so the next engine
+                # or process need not wait for the lease to expire.
+                with contextlib.suppress(Exception):
+                    self._spooled.release(state, unsent, self._clock())
+            if state.busy or alive:  # a request still out (or a worker stuck in one)
+                held += state.inflight
+                sending = sending or state.busy
+            for entry in held:
                 if entry.record is not None:
                     lost.append((entry.record.to_wire(), entry.on_discard))
             state.pending.clear()
+            state.ready = None
             state.memory = 0
         self._in_hand.count = 0
         if lost:
             self._discard(lost, "shutdown")
-        if not alive:  # a worker stuck in a request keeps its connections until exit
+        if not alive and not sending:  # a request that hangs keeps its connection until exit
             self._sender.close()
             if self._spooled is not None:
                 self._spooled.close()
@@ -477,15 +514,25 @@ class DeliveryEngine(Worker):
         while True:
             self._wake.clear()
             try:
-                self.run_once()
+                self._cycle(None, threaded=True)
             except Exception as exc:  # keep delivering; report it
                 self.health_counts.failed(f"worker: {type(exc).__name__}: {exc}")
                 log.exception("aicm: delivery worker error")
             with self._cond:
                 self._cond.notify_all()
             if self._stop.is_set():
-                return
-            self._wake.wait(self._sleep_time())
+                now = self._clock()
+                if now >= self._stop_by or not self.has_work(now):
+                    return
+            wait = self._sleep_time()
+            if wait is None or wait > self._poll():
+                # Callers wake a worker that would not look again within a poll; one that
+                # will is left alone (a wake per record or two cost 8% of a burst).
+                self._asleep = True
+                if self._queue:  # a record came in before the flag was up
+                    wait = 0.0
+            self._wake.wait(wait)
+            self._asleep = False
 
 
 def _drain_child(ref: weakref.ref[DeliveryEngine]) -> None:

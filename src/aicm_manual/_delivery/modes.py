@@ -12,7 +12,7 @@ budget, timeouts), so trackers sharing the process's engine never share those.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._protocol import Outcome
@@ -40,21 +40,25 @@ class EngineDelivery(Protocol):
 
 
 class Mode:
-    __slots__ = ("_engine", "_route", "delivery_type")
+    __slots__ = ("_engine", "_route", "delivery_type", "submit")
 
     def __init__(self, engine: DeliveryEngine, delivery_type: DeliveryType, route: Route) -> None:
         self._engine = engine
         self._route = route
         self.delivery_type = delivery_type
+        self.submit: Callable[[UsageRecord, Target], None] = self._submit
         if delivery_type is DeliveryType.PERSISTENT_QUEUE:
             # Rows left by an earlier process start moving as soon as their key is known.
             engine.start_spool()
+        elif delivery_type is DeliveryType.MEM_QUEUE:
+            # track()'s hot path: one call into the engine, the route already chosen.
+            self.submit = engine.submitter(route)
 
     def _route_of(self, target: Target) -> Route:
         route = self._route
         return route if target is route.target else self._engine.route(target, route.lane)
 
-    def submit(self, record: UsageRecord, target: Target) -> None:
+    def _submit(self, record: UsageRecord, target: Target) -> None:
         kind = self.delivery_type
         if kind is DeliveryType.MEM_QUEUE:
             self._engine.submit_route(record, self._route_of(target))

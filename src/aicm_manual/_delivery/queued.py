@@ -106,6 +106,8 @@ class KeyState:
     delivered: int = 0
     rejected: int = 0
     inflight: list[QueuedRecord] = field(default_factory=list)  # the batch being sent
+    busy: bool = False  # its request is out on a sender thread
+    ready: Job | None = None  # the next batch, encoded while the request is out
     memory: int = 0  # memory records of this route not yet settled (pending or in flight)
     hunting: bool = False  # bisecting a batch the collector keeps failing with a 5xx
     hunt_ok: bool = False  # a part of it went through: the collector itself works
@@ -118,6 +120,15 @@ class KeyState:
     @property
     def key_ref(self) -> str:
         return self.route.ref
+
+
+@dataclass(slots=True)
+class Job:
+    """One request of one lane: the entries and the body that carries them."""
+
+    state: KeyState
+    entries: list[QueuedRecord]
+    body: bytes
 
 
 def wire_of(entry: QueuedRecord) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class Exchange:
     retry_after: float | None
     error: str
     ms: float
+    all_delivered: bool = False  # a 200 for the whole batch: every outcome is "accepted"
 
 
 def answer_text(resp: HttpResponse, limit: int = 200) -> str:
@@ -98,7 +99,8 @@ class Sender:
                     and len(results) == len(ids)
                 ):
                     # 200 means every record was accepted or a duplicate (_protocol.answer).
-                    return Exchange(200, [DELIVERED_OUTCOME] * len(ids), retry_after, "", ms)
+                    every = [DELIVERED_OUTCOME] * len(ids)
+                    return Exchange(200, every, retry_after, "", ms, all_delivered=True)
                 outcomes = parse_results(answer, ids)
             except TransportError as exc:
                 return Exchange(resp.status, None, retry_after, str(exc), ms)

@@ -212,14 +212,19 @@ class Spool:
     # -- the worker ------------------------------------------------------------------------
 
     def count_for(self, key_ref: str, api_base: str) -> int:
-        """Rows of one (endpoint, key) this process holds or may claim."""
+        """Rows of one (endpoint, key) this process holds or may claim: all but those a live
+        process of another owner holds (rows of an owner that died count: they are taken
+        back, so a flush waits for them)."""
         now = self._clock()
+        # One statement, so the rows are counted from one snapshot of the file.
         sql = (
-            "SELECT count(*) FROM records WHERE key_ref = ? AND api_base = ?"
-            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?)"
+            "SELECT CASE WHEN lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?"
+            " THEN NULL ELSE lease_owner END AS holder, count(*) FROM records"
+            " WHERE key_ref = ? AND api_base = ? GROUP BY holder"
         )
-        args = (key_ref, api_base, self.owner, now)
-        return int(self._run(lambda db: db.execute(sql, args).fetchone()[0]))
+        args = (self.owner, now, key_ref, api_base)
+        held: list[tuple[str | None, int]] = self._run(lambda db: db.execute(sql, args).fetchall())
+        return sum(n for holder, n in held if holder is None or not owner_alive(holder))
 
     def claim(
         self,
@@ -229,7 +234,11 @@ class Spool:
         exclude: Collection[tuple[str, str]] = (),
     ) -> list[SpoolRow]:
         """Lease up to ``limit`` ready rows whose key this process knows, oldest first,
-        leaving out the (key_ref, api_base) pairs in ``exclude`` (backing off, or full)."""
+        leaving out the (key_ref, api_base) pairs in ``exclude`` (backing off, or full).
+
+        Read in id order without the index: the oldest ready rows are usually near the
+        head, so the scan stops after about ``limit`` rows, where the index would find
+        every ready row of the key and sort them all (20 ms at 50,000 rows)."""
         if not key_refs or limit <= 0:
             return []
         now = self._clock()
@@ -248,7 +257,7 @@ class Spool:
         def run(db: sqlite3.Connection) -> list[SpoolRow]:
             rows = db.execute(
                 f"UPDATE records SET lease_owner = ?, lease_expires = ?, attempts = attempts + 1"
-                f" WHERE id IN (SELECT id FROM records WHERE key_ref IN ({marks})"
+                f" WHERE id IN (SELECT id FROM records NOT INDEXED WHERE key_ref IN ({marks})"
                 f" AND lease_expires < ?{skip} ORDER BY id LIMIT ?)"
                 f" RETURNING id, key_ref, api_base, response_id, body, enqueued_at, attempts",
                 (self.owner, now + lease_seconds, *key_refs, now, *pairs, limit),

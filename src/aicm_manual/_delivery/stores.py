@@ -85,14 +85,15 @@ class MemoryStore:
             with self._lock:
                 chunk = [queue.popleft() for _ in range(min(256, count - done))]
                 self._in_hand.count += len(chunk)
+                last: Route | None = None
                 for record, route in chunk:
-                    state = self._state_of(route)
-                    if not state.pending:
-                        state.first_pending_at = now
+                    if route is not last:  # runs of one route: look its state up once
+                        last, state = route, self._state_of(route)
+                        if not state.pending:
+                            state.first_pending_at = now
+                        append, on_discard = state.pending.append, route.on_discard
                     state.memory += 1
-                    state.pending.append(
-                        QueuedRecord(record.response_id, None, record, None, route.on_discard)
-                    )
+                    append(QueuedRecord(record.response_id, None, record, None, on_discard))
                 self.drained += len(chunk)
             done += len(chunk)
         with self._health.lock:
@@ -172,7 +173,10 @@ class SpoolStore:
         """Commit rows before returning; the known count after them."""
         base, ref = route.endpoint
         with self._lock:  # so a recount by the worker never sees rows half-counted
-            self.callers.put_many(ref, base, rows)
+            if len(rows) == 1:  # one statement, its own transaction: 1.5 us less than three
+                self.callers.put(ref, base, *rows[0])
+            else:
+                self.callers.put_many(ref, base, rows)
             self._health.spool_put += len(rows)
             self.known += len(rows)
             return self.known
@@ -181,14 +185,19 @@ class SpoolStore:
         self.last_claimed = 0
         if not self.known or not self._keys:
             return 0
-        exclude = [(ref, base) for base, ref in self.busy(now)]
+        busy = set(self.busy(now))
+        if busy and all(route.endpoint in busy for route in list(self._keys.values())):
+            return 0  # every known lane has a batch in hand or backs off: nothing to take
+        exclude = [(ref, base) for base, ref in busy]
         rows = self.worker.claim(self._keys, 2 * self.batch, self._lease, exclude)
         wall = self._wall()
         self.last_claimed = len(rows)
         if not rows:
             # Nothing claimable although we count rows: another process holds them, or
-            # they wait out a backoff. Recount, so flush() does not wait for them.
-            self.recount()
+            # they wait out a backoff. Recount, so flush() does not wait for them (rows
+            # left out as busy are ours and counted already).
+            if not exclude:
+                self.recount()
             return 0
         for row in rows:
             known = self._keys[row.key_ref]

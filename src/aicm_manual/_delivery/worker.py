@@ -11,6 +11,7 @@ dead-lettered), and the retry budget of memory records.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,9 +27,10 @@ from .._protocol import (
 from .._records import Target, UsageRecord
 from .._secret import abbreviate
 from .health import Health, LogLimiter
-from .queued import KeyState, OnDiscard, QueuedRecord, Route, log
+from .queued import Job, KeyState, OnDiscard, QueuedRecord, Route, log
 from .retry import AUTH_STATUSES, Backoff, is_retryable
-from .sender import Sender
+from .sender import Exchange, Sender
+from .senders import SenderPool
 from .settings import DeliverySettings
 from .stores import InHand, MemoryStore, SpoolStore, Store
 
@@ -53,6 +55,10 @@ class Worker:
     _in_hand: InHand
     _thread: threading.Thread | None
     _stop: threading.Event
+    _stop_by: float
+    _wake: threading.Event
+    _senders: SenderPool
+    _answers: deque[tuple[Job, Exchange]]
     _flushing: int
     _batch_size: int
     _capacity: int
@@ -72,34 +78,105 @@ class Worker:
     # -- one cycle --------------------------------------------------------------------------
 
     def run_once(self, now: float | None = None) -> None:
-        """One worker cycle at ``now`` (the engine's clock by default). Tests drive the
-        engine with it instead of a thread."""
+        """One worker cycle at ``now`` (the engine's clock by default), every request sent
+        and answered before it returns. Tests drive the engine with it instead of a thread."""
+        self._cycle(now, threaded=False)
+
+    def _cycle(self, now: float | None, threaded: bool) -> None:
+        """Settle answered requests, take in new records, and start every batch that is
+        full, due or being flushed: on a sender thread when ``threaded`` (one request per
+        lane at a time, the lane's next batch encoded meanwhile), else right here."""
         now = self._clock() if now is None else now
+        self._settle_answers()
         self._memory.claim(now)
         spooled = self._spooled
         if spooled is not None:
             spooled.claim(now)
         flushing = self._flushing > 0 or self._stop.is_set()
+        if threaded and self._stop.is_set() and self._clock() >= self._stop_by:
+            return  # close() stopped waiting: start nothing new
         for state in list(self._states.values()):
+            if state.busy:
+                if state.ready is None and self._steady(state) and self._due(state, now, flushing):
+                    state.ready = self._prepare(state)
+                continue
             while state.pending and state.next_attempt <= now:
-                full = len(state.pending) >= min(state.batch_limit, self._batch_size)
-                due = (
-                    state.first_pending_at is not None
-                    and now - state.first_pending_at >= self.settings.batch_interval
-                )
-                if not (full or due or flushing):
+                if not self._due(state, now, flushing):
                     break
-                self._send(state, now)
+                job = self._prepare(state)
+                if job is None:
+                    continue
+                if threaded:
+                    self._dispatch(job)
+                    if self._steady(state) and self._due(state, now, flushing):
+                        state.ready = self._prepare(state)  # while the request is out
+                    break
+                self._complete(job, self._post(job), threaded=False)
                 now = max(now, self._clock())
         if spooled is not None and now >= self._next_owner_check:
             self._next_owner_check = now + 30.0
             spooled.worker.free_dead_owners()
             spooled.recount()
 
+    def _due(self, state: KeyState, now: float, flushing: bool) -> bool:
+        if flushing or len(state.pending) >= min(state.batch_limit, self._batch_size):
+            return True
+        first = state.first_pending_at
+        return first is not None and now - first >= self.settings.batch_interval
+
+    def _steady(self, state: KeyState) -> bool:
+        """Whether the lane's next batch may be encoded before the current one is answered:
+        only while nothing fails, so batch halving and poison hunts see one batch at once."""
+        return (
+            state.attempts == 0
+            and not state.hunting
+            and state.batch_limit >= self._batch_size
+            and bool(state.pending)
+        )
+
+    def _dispatch(self, job: Job) -> None:
+        state = job.state
+        state.busy = True
+        state.inflight = job.entries
+        started = threading.Event()
+        self._senders.submit(lambda: self._exchange(job, started))
+        # Let the sender take the GIL and put the request on the wire before this thread
+        # encodes the lane's next batch: otherwise the request waits for the encoding.
+        started.wait(0.01)
+
+    def _exchange(self, job: Job, started: threading.Event) -> None:
+        """On a sender thread: one request, its answer handed back to the worker."""
+        started.set()
+        try:
+            exchange = self._post(job)
+        except Exception as exc:  # anything but a transport error: retried like one
+            exchange = Exchange(None, None, None, f"sender: {type(exc).__name__}: {exc}", 0.0)
+        self._answers.append((job, exchange))
+        self._wake.set()
+
+    def _settle_answers(self) -> None:
+        answers = self._answers
+        while answers:
+            job, exchange = answers.popleft()
+            self._complete(job, exchange, threaded=True)
+
+    def in_flight(self) -> bool:
+        return any(s.busy for s in list(self._states.values()))
+
+    def has_work(self, now: float) -> bool:
+        """Requests out, or batches that could be sent now (what close() waits for)."""
+        return bool(self._answers) or any(
+            s.busy or (s.pending and s.next_attempt <= now) for s in list(self._states.values())
+        )
+
+    def _poll(self) -> float:
+        """How soon the worker looks again while anything waits."""
+        return max(0.005, min(0.05, self.settings.batch_interval / 2))
+
     def _sleep_time(self) -> float | None:
         now = self._clock()
         waits: list[float] = []
-        poll = max(0.005, min(0.05, self.settings.batch_interval / 2))
+        poll = self._poll()
         if self._queue or self._flushing:
             waits.append(poll)
         for state in list(self._states.values()):
@@ -107,8 +184,13 @@ class Worker:
                 waits.append(max(0.0, state.next_attempt - now) or poll)
         spooled = self._spooled
         if spooled is not None:
-            # Right after a claim that found rows, more are likely ready: go on at once.
-            waits.append((0.0 if spooled.last_claimed else poll) if spooled.known else 1.0)
+            # Right after a claim that found a batch's worth, more are likely ready: go on
+            # at once. A trickle waits for the poll, so callers' commits are not contended
+            # by a claim transaction per handful of rows.
+            more = spooled.last_claimed >= self._batch_size
+            waits.append((0.0 if more else poll) if spooled.known else 1.0)
+        if self._stop.is_set():  # closing: answers wake the worker, the deadline ends it
+            waits.append(max(0.0, self._stop_by - now))
         return min(waits) if waits else None
 
     def _state_of(self, route: Route) -> KeyState:
@@ -132,6 +214,8 @@ class Worker:
         return spooled if entry.row is not None and spooled is not None else self._memory
 
     def _by_store(self, entries: Sequence[QueuedRecord]) -> list[tuple[Store, list[QueuedRecord]]]:
+        if self._spooled is None:  # memory only: no record to look at
+            return [(self._memory, list(entries))] if entries else []
         groups: dict[int, tuple[Store, list[QueuedRecord]]] = {}
         for entry in entries:
             store = self._store(entry)
@@ -175,16 +259,18 @@ class Worker:
                     bad.append((entry, f"not JSON-serialisable: {exc}"))
         return encode_batch([e.body for e in entries if e.body is not None]), bad
 
-    def _send(self, state: KeyState, now: float) -> None:
+    def _prepare(self, state: KeyState) -> Job | None:
+        """Take the lane's next batch and encode it; None when nothing of it can be sent
+        (records JSON cannot hold are dead-lettered here)."""
         entries = self._take(state)
         if not entries:
-            return
+            return None
         body, bad = self._encode(entries)
         if bad:
             self._finish(state, [], bad)
             entries = [e for e in entries if e.body is not None]
             if not entries:
-                return
+                return None
         while len(body) > MAX_REQUEST_BYTES and len(entries) > 1:
             # Records far larger than the average: send half now, half next time.
             half = len(entries) // 2
@@ -193,36 +279,52 @@ class Worker:
             body, _ = self._encode(entries)
         self._avg_bytes = 0.9 * self._avg_bytes + 0.1 * (len(body) / len(entries))
         self._resize()
-        route = state.route
-        state.inflight = entries
-        try:
-            exchange = self._sender.post(
-                route.target,
-                body,
-                [e.response_id for e in entries],
-                route.lane.timeout,
-                now=self._wall(),
-            )
-        finally:
-            state.inflight = []
+        return Job(state, entries, body)
+
+    def _post(self, job: Job) -> Exchange:
+        route = job.state.route
+        return self._sender.post(
+            route.target,
+            job.body,
+            [e.response_id for e in job.entries],
+            route.lane.timeout,
+            now=self._wall(),
+        )
+
+    def _complete(self, job: Job, exchange: Exchange, threaded: bool) -> None:
+        """Account for one answered request (on the worker thread)."""
+        state, entries = job.state, job.entries
+        state.busy = False
+        state.inflight = []
+        ready, state.ready = state.ready, None
         self.health_counts.request()
         now = self._clock()
+        route = state.route
         status, error = exchange.status, exchange.error
         if exchange.outcomes is not None:
-            self._settle(state, entries, exchange.outcomes)
-            delivered = sum(o.delivered for o in exchange.outcomes)
-            log.debug(
-                "aicm: sent %d records to %s (key %s): HTTP %s, %d delivered, %d rejected "
-                "in %.0f ms",
-                len(entries),
-                route.target.api_base,
-                abbreviate(route.ref),
-                status,
-                delivered,
-                len(entries) - delivered,
-                exchange.ms,
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                delivered = sum(o.delivered for o in exchange.outcomes)
+                log.debug(
+                    "aicm: sent %d records to %s (key %s): HTTP %s, %d delivered, "
+                    "%d rejected in %.0f ms",
+                    len(entries),
+                    route.target.api_base,
+                    abbreviate(route.ref),
+                    status,
+                    delivered,
+                    len(entries) - delivered,
+                    exchange.ms,
+                )
+            # Logged first: a flush may return as soon as the records are settled.
+            self._settle(state, entries, exchange.outcomes, exchange.all_delivered)
+            if ready is not None:
+                if threaded and state.next_attempt <= now and not self._stop_waiting():
+                    self._dispatch(ready)  # encoded while this one was out: no gap
+                else:
+                    self._put_back(state, ready.entries)
             return
+        if ready is not None:  # first in line again, behind the batch that failed
+            self._put_back(state, ready.entries)
         log.debug(
             "aicm: sent %d records to %s (key %s): %s in %.0f ms",
             len(entries),
@@ -253,6 +355,9 @@ class Worker:
             self._retry_later(state, entries, now + self.settings.auth_retry_interval)
         else:
             self._failed(state, entries, status, error, exchange.retry_after, now)
+
+    def _stop_waiting(self) -> bool:
+        return self._stop.is_set() and self._clock() >= self._stop_by
 
     def _failed(
         self,
@@ -313,16 +418,25 @@ class Worker:
 
     def _put_back(self, state: KeyState, entries: list[QueuedRecord]) -> None:
         state.pending.extendleft(reversed(entries))
+        if state.first_pending_at is None:  # settling the batch before them cleared it
+            state.first_pending_at = self._clock()
 
     def _settle(
-        self, state: KeyState, entries: list[QueuedRecord], outcomes: list[Outcome]
+        self,
+        state: KeyState,
+        entries: list[QueuedRecord],
+        outcomes: list[Outcome],
+        all_delivered: bool = False,
     ) -> None:
-        delivered = [e for e, o in zip(entries, outcomes, strict=True) if o.delivered]
-        rejected = [
-            (e, f"{o.status}: {'; '.join(o.errors) or 'no reason given'}")
-            for e, o in zip(entries, outcomes, strict=True)
-            if not o.delivered
-        ]
+        delivered: list[QueuedRecord] = entries
+        rejected: list[tuple[QueuedRecord, str]] = []
+        if not all_delivered:
+            delivered = [e for e, o in zip(entries, outcomes, strict=True) if o.delivered]
+            rejected = [
+                (e, f"{o.status}: {'; '.join(o.errors) or 'no reason given'}")
+                for e, o in zip(entries, outcomes, strict=True)
+                if not o.delivered
+            ]
         state.attempts = 0
         state.failing_since = None
         state.parked = False

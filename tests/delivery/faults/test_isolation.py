@@ -6,6 +6,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,31 @@ def test_refused_key_does_not_stall_a_healthy_trackers_flush(
     good.track(USAGE)
     assert good.flush(3) == 0
     assert bad.flush(0.2) == 5  # the refused key's records are kept and reported by it
+
+
+def test_a_hung_key_never_delays_another_keys_delivery_or_flush(
+    schemas_dir: Path, collector: Collector
+) -> None:
+    """A collector that accepts a key's request and never answers holds that (endpoint, key)
+    only: another key's records are delivered, and its flush returns, while the hung
+    request still waits for its timeout."""
+    hung_timeout = 20.0
+    collector.hang_keys = {"hung-key"}
+    hung = make_tracker(
+        schemas_dir, collector.url, key="hung-key", delivery_options={"timeout": hung_timeout}
+    )
+    ok = make_tracker(schemas_dir, collector.url, key="ok-key")
+    hung.track(USAGE)
+    assert wait_for(lambda: bool(collector.hits_for("hung-key")), timeout=10)
+    started = time.monotonic()
+    for round_ in range(2):  # and again: the next batch is not queued behind the hung one
+        ids = {ok.track(USAGE) for _ in range(5)}
+        assert ok.flush(hung_timeout) == 0, f"round {round_}"
+        assert ids <= collector.ids_for("ok-key"), f"round {round_}"
+    # Generous: only a worker that waited for the hung request could take this long.
+    assert time.monotonic() - started < hung_timeout
+    assert [h.status for h in collector.hits_for("hung-key")] == [None]  # still unanswered
+    assert hung.flush(0.1) == 1  # and its record is still its own, pending
 
 
 # -- item 5 ---------------------------------------------------------------------------------
