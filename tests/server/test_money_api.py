@@ -262,3 +262,27 @@ def test_ingest_counts_reach_the_database_while_the_collector_is_idle(tmp_path: 
         finally:
             reader.close()
         assert counts == {"accepted": 1, "rejected": 1}  # read while the collector still runs
+
+
+def test_a_repricing_that_would_overflow_a_days_sum_is_refused_whole(
+    database: str,
+) -> None:
+    """Two calls on one day re-priced at 5,000,000,000 USD each: the day's sum would pass
+    64 bits (SQLite would turn it into a float). The re-pricing is a 409 naming the day,
+    nothing is changed, and the totals still equal the events."""
+    with embedded_collector(database, SCHEMAS, [f"tenant-a:{A}"]) as c:
+        a = Api(c.url, A)
+        a.track(search("o1", "2026-06-01", calls=1), search("o2", "2026-06-01", calls=1))
+        rule = {
+            "effective_from": "2026-01-01T00:00:00Z",
+            "pricing": {"currency": "USD", "unit": {"calls": {"price": "5000000000"}}},
+        }
+        assert a.put("/api/v1/prices/contoso::search", rule).status_code == 201
+        refused = a.post("/api/v1/reprice", {"only_unpriced": True})
+        assert refused.status_code == 409, refused.text
+        assert "2026-06-01" in refused.json()["detail"]
+        assert "64-bit" in refused.json()["detail"]
+        events = a.get("/api/v1/events", limit=10).json()["events"]
+        assert [e["priced"] for e in events] == [False, False]
+        summary = a.get("/api/v1/costs/summary", group_by="service_id").json()
+        assert [(r["events"], r["unpriced"]) for r in summary["rows"]] == [(2, 2)]

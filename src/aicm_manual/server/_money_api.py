@@ -25,13 +25,13 @@ from starlette.routing import Route
 
 from .._configs.model import parse_pricing
 from .._records import format_timestamp_us, normalise_timestamp
-from ..errors import AicmError, ConfigError
+from ..errors import AicmError, ConfigError, StorageError
 from ._budget_watch import BudgetWatcher
 from ._budgets import Budget, BudgetError, parse_budget
 from ._ingest import RequestError, cost_text, request_time
 from ._pricing import PriceRule
 from ._storage.protocol import ApiKeyRecord, NewEvent
-from ._storage.repricing import reprice, unpriced_report
+from ._storage.repricing import RepriceOverflow, reprice, unpriced_report
 from ._webhooks import Dispatcher, WebhookError, parse_webhook
 
 if TYPE_CHECKING:
@@ -184,9 +184,14 @@ class Money:
                 return None, None, pricer.explain(config_id, service_id, usage, at, tenant)
             return cost, currency, source or ""
 
-        result = await self.c._db(
-            reprice, self.ledger, key.tenant, service_id, since, until, only, quote
-        )
+        try:
+            result = await self.c._db(
+                reprice, self.ledger, key.tenant, service_id, since, until, only, quote
+            )
+        except StorageError as exc:
+            if isinstance(exc.__cause__, RepriceOverflow):  # the data, not the database
+                raise RequestError(409, str(exc.__cause__)) from None
+            raise
         return _json(
             {
                 "repriced": result.repriced,

@@ -16,8 +16,17 @@ from typing import Any
 
 import msgspec
 
+from ..._records import format_timestamp_us
+from ...errors import AicmError
 from .ledger import ADD_TOTAL, Ledger, total_deltas
 from .protocol import US_PER_DAY
+
+INT64_MAX = 2**63 - 1
+
+
+class RepriceOverflow(AicmError, ValueError):
+    """Re-pricing would carry a day's cost sum past 64 bits (SQLite would turn it into a
+    float, PostgreSQL refuse it): the batch is not applied; earlier batches stay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +185,28 @@ def _apply_reprice(
         new[1] += new_cost or 0
         new[2] += new_cost is None
         updates.append((new_cost, new_cur if new_cost is not None else None, src, event_id))
-    moves = [(tenant, *key, *delta) for key, delta in sorted(deltas.items()) if any(delta)]
+    moves: list[tuple[Any, ...]] = [
+        (tenant, *key, *delta) for key, delta in sorted(deltas.items()) if any(delta)
+    ]
     totals = total_deltas(moves)
+    current = ledger.sql(
+        "SELECT cost_nanos FROM rollups_daily WHERE tenant = ? AND day = ?"
+        " AND client_customer_key = ? AND service_id = ? AND currency = ?"
+    )
     with ledger.atomic(db):
         cursor = db.cursor()
+        for change in moves:  # checked inside the transaction that applies them
+            if change[6]:
+                found = cursor.execute(current, change[:5]).fetchone()
+                after = (found[0] if found else 0) + change[6]
+                if not -INT64_MAX - 1 <= after <= INT64_MAX:
+                    _, day, who, service, currency = change[:5]
+                    raise RepriceOverflow(
+                        f"re-pricing would carry the {currency} cost of {service!r} for"
+                        f" {who or 'no customer'!r} on {format_timestamp_us(day * US_PER_DAY)[:10]}"
+                        " past the 64-bit limit of a day's sum (9,223,372,036.854775807);"
+                        " this batch was not applied (earlier batches stay re-priced)"
+                    )
         cursor.executemany(update, updates)
         if moves:
             cursor.executemany(move, moves)
