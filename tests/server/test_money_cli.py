@@ -91,3 +91,34 @@ def test_budgets_and_webhooks_from_the_cli(tmp_path: Path) -> None:
     assert "http://127.0.0.1:9/hook" in hooks.stdout
     assert secret not in hooks.stdout
     assert cli("budgets", "delete", "monthly", *db).returncode == 0
+
+
+def test_a_repricing_past_64_bits_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """The CLI says which day would overflow, exits 1 and leaves the events unpriced."""
+    database = f"sqlite:///{tmp_path / 'overflow.db'}"
+    with embedded_collector(database, SCHEMAS, [f"t:{KEY}"]) as c:
+        records = [
+            {
+                "service_id": "contoso::search",
+                "response_id": f"o{n}",
+                "timestamp": "2026-11-30T10:00:00Z",
+                "usage": {"calls": 1},
+            }
+            for n in range(2)
+        ]
+        r = requests.post(
+            f"{c.url}/api/v1/track",
+            json={"tracked": records},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+    db = ["--database", database, "--tenant", "t"]
+    price = ("--from", "2026-01-01", "--unit", "calls=5000000000")
+    assert cli("prices", "set", "contoso::search", *db, *price).returncode == 0
+    done = cli("reprice", *db, "--schemas", str(SCHEMAS), "--only-unpriced")
+    assert done.returncode == 1
+    assert "2026-11-30" in done.stderr
+    assert "64-bit" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "contoso::search" in cli("unpriced", *db).stdout
