@@ -383,7 +383,7 @@ def test_demo_tracks_records_prints_both_cost_tables_and_flushes_everything(
         assert search[1] == search[2] != "0"
         assert table_row(by_service, "total")[2] == search[2]
         assert "usage payload is invalid" in done.stdout
-        assert "'status': 'rejected'" in done.stdout
+        assert "demo-unvalidated-1: rejected (input_tokens" in done.stdout
         assert "internal::search: " in done.stdout.split("Not priced")[1]
         assert re.search(r"heygen-daily: [\d.]+ of 5\.000000000 USD this day", done.stdout)
     assert (data / "collector.db").exists()

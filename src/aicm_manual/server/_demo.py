@@ -191,7 +191,10 @@ def _resend(console: Console, tracker: Any, rng: random.Random, now_us: int) -> 
     changed = {**sent[0][1], "output_tokens": sent[0][1]["output_tokens"] + 1}
     tracker.track(changed, client_customer_key="globex", response_id=sent[0][0], timestamp=when)
     tracker.flush(30)
-    console.print("20 records sent twice and one with changed usage: stored once each")
+    console.print(
+        "20 records sent twice: stored once (duplicates); one resent with changed usage:"
+        " a conflict, the first kept (delivery health counts it as rejected)"
+    )
 
 
 def _unvalidated_client(console: Console, api: _Api, now_us: int) -> None:
@@ -222,7 +225,10 @@ def _unvalidated_client(console: Console, api: _Api, now_us: int) -> None:
     )
     console.print("[bold]A client that skips validation:[/] the collector answers")
     for result in answer.get("results", []):
-        console.print(f"  {result}")
+        why = (
+            "; ".join(result.get("errors", [])) or f"{result.get('cost')} {result.get('currency')}"
+        )
+        console.print(f"  {result['response_id']}: {result['status']} ({why})")
 
 
 def _serve_demo(console: Console, url: str, storage: Storage) -> None:
