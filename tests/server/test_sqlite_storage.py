@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aicm_manual import StorageError
-from aicm_manual.server._storage import sqlite as _sqlite
+from aicm_manual.server._storage import sqlite_insert as _insert
 from aicm_manual.server._storage.protocol import (
     US_PER_DAY,
     NewEvent,
@@ -197,10 +197,10 @@ def _fields(event: NewEvent) -> dict[str, object]:
 
 
 def test_statement_sizes_are_few_and_fit_the_parameter_limit() -> None:
-    sizes = {_sqlite._padded(n, 2500) for n in range(1, 2501)}
+    sizes = {_insert.padded(n, 2500) for n in range(1, 2501)}
     assert len(sizes) <= 33
-    assert all(_sqlite._padded(n, 2500) >= n for n in range(1, 2501))
-    assert all(n <= _sqlite._padded(n, 76) <= 76 for n in range(1, 77))
+    assert all(_insert.padded(n, 2500) >= n for n in range(1, 2501))
+    assert all(n <= _insert.padded(n, 76) <= 76 for n in range(1, 77))
 
 
 def test_two_storages_on_one_file_answer_each_record_once(tmp_path: Path) -> None:
@@ -257,11 +257,11 @@ def test_statuses_hold_when_another_writer_inserts_before_the_look_up(tmp_path: 
     other = sqlite3.connect(path, isolation_level=None)
     try:
         batch = [ev("new-1"), ev("old"), ev("new-2"), ev("new-1", usage=b"{}")]
-        rows = _sqlite._rows(batch, [0] * len(batch))
-        inserted, last = _sqlite._insert_values(db, rows, 2500)
+        rows = _insert.event_rows(batch, [0] * len(batch))
+        inserted, last = _insert.insert_values(db, rows, 2500)
         assert inserted == 2
         # Another process's row lands first, with a higher id than this batch's rows.
-        _sqlite._insert_values(other, _sqlite._rows([ev("theirs")], [0]), 2500)
+        _insert.insert_values(other, _insert.event_rows([ev("theirs")], [0]), 2500)
         statuses = SqliteStorage._sort_out(db, batch, inserted, last)
         assert statuses == ["accepted", "duplicate", "accepted", "conflict"]
     finally:
@@ -272,12 +272,12 @@ def test_statuses_hold_when_another_writer_inserts_before_the_look_up(tmp_path: 
 def test_warm_up_prepares_every_statement_size_and_stores_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_sqlite, "_values_sql", {})  # built by this test alone
+    monkeypatch.setattr(_insert, "_values_sql", {})  # built by this test alone
     storage = SqliteStorage(tmp_path / "c.db")
     try:
         storage.warm_up()
-        sizes = {_sqlite._padded(n, storage._max_rows) for n in range(1, storage._max_rows + 1)}
-        assert sizes <= set(_sqlite._values_sql)
+        sizes = {_insert.padded(n, storage._max_rows) for n in range(1, storage._max_rows + 1)}
+        assert sizes <= set(_insert._values_sql)
         assert storage.list_events("tenant-a") == []
         assert storage.cost_summary("tenant-a", "service_id", None, None) == []
         assert storage.ingest([ev("r1")]) == ["accepted"]

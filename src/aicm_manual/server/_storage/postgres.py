@@ -23,7 +23,7 @@ from psycopg.rows import TupleRow
 
 from ..._migrations import apply_migrations, split_statements
 from . import keys
-from .ledger import Ledger, total_deltas
+from .ledger import Ledger
 from .postgres_connections import (
     Connection,
     Connections,
@@ -51,6 +51,7 @@ from .protocol import (
     whole_days,
 )
 from .reports import LedgerReports
+from .totals import total_deltas
 
 _T = TypeVar("_T")
 _Key = tuple[str, str, str]  # (tenant, service_id, response_id): what makes a record unique

@@ -6,7 +6,8 @@ them, under an advisory lock so that collectors starting together take turns.
 
 from __future__ import annotations
 
-from .ledger import TOTALS_FROM_DAILY, TOTALS_TABLE, migration, stats_migration
+from .ledger import migration, stats_migration
+from .totals import TOTALS_FROM_DAILY, TOTALS_TABLE
 
 # Identifier columns sort as bytes ("C"), like SQLite, whatever the database's locale.
 MIGRATIONS: list[str] = [
@@ -54,7 +55,7 @@ MIGRATIONS: list[str] = [
     migration("postgres"),
     # Records by status and rejection reasons per tenant and hour (ingest health).
     stats_migration(),
-    # All-time totals (see ledger.TOTALS_TABLE): costs/summary over an open window.
+    # All-time totals (see totals.TOTALS_TABLE): costs/summary over an open window.
     f"""
     {TOTALS_TABLE.replace(" TEXT NOT NULL", ' TEXT COLLATE "C" NOT NULL')}
     INSERT INTO rollups_total {TOTALS_FROM_DAILY.replace("%", "%%")};

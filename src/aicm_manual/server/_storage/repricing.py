@@ -18,8 +18,9 @@ import msgspec
 
 from ..._records import format_timestamp_us
 from ...errors import AicmError
-from .ledger import ADD_TOTAL, Ledger, total_deltas
+from .ledger import Ledger
 from .protocol import US_PER_DAY
+from .totals import ADD_TOTAL, total_deltas
 
 INT64_MAX = 2**63 - 1
 

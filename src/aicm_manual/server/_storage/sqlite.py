@@ -13,7 +13,6 @@ UNIQUE key at write time, never by a cache.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import sqlite3
 import threading
 import time
@@ -40,6 +39,7 @@ from .protocol import (
     whole_days,
 )
 from .reports import LedgerReports
+from .sqlite_insert import NO_ROW, event_rows, insert_values, max_rows, padded
 from .sqlite_schema import HOUR_EXPR, MIGRATIONS, US_PER_HOUR, statements
 from .sqlite_writer import Checkpointer, Writer
 
@@ -54,46 +54,6 @@ WRITER_PRAGMAS = (
     # ones in memory (with the default 2 MiB most inserts read a page back).
     "PRAGMA cache_size=-65536",
 )
-_INSERT_COLUMNS = (
-    "tenant, config_id, service_id, response_id, timestamp_us, received_us,"
-    " client_customer_key, usage, context, payload_hash, cost_nanos, currency, price_source"
-)
-_ON_KEY = " ON CONFLICT (tenant, response_id, service_id) DO NOTHING"
-# Rows per statement come in steps (_padded), so that few statement texts exist (the
-# statement cache keeps them prepared); a statement's spare rows are NULLs WHERE leaves out.
-_ROW_STEP = 100
-_NO_ROW = (None,) * 13
-_values_sql: dict[int, str] = {}
-
-
-def _padded(n: int, max_rows: int) -> int:
-    """Rows in the statement for n rows: a power of two under _ROW_STEP, else a multiple."""
-    if n < _ROW_STEP:
-        size = min(1 << (n - 1).bit_length(), _ROW_STEP)
-    else:
-        size = -(-n // _ROW_STEP) * _ROW_STEP
-    return min(size, max_rows)
-
-
-def _insert_values(
-    db: sqlite3.Connection, rows: list[tuple[Any, ...]], max_rows: int
-) -> tuple[int, int]:
-    """Insert the rows in one statement (in their order: a later copy of a key is the
-    duplicate); the number inserted and the id of the last one."""
-    size = _padded(len(rows), max_rows)
-    sql = _values_sql.get(size)
-    if sql is None:
-        row = f"({', '.join('?' * 13)})"
-        sql = _values_sql[size] = (
-            f"INSERT INTO events ({_INSERT_COLUMNS})"
-            f" SELECT * FROM (VALUES {', '.join([row] * size)}) WHERE column1 IS NOT NULL" + _ON_KEY
-        )
-    params = list(itertools.chain.from_iterable(rows))
-    params.extend(_NO_ROW * (size - len(rows)))
-    cursor = db.execute(sql, params)
-    return cursor.rowcount, cursor.lastrowid or 0
-
-
 # config_id '' is "no config" (see _storage): handed back as NULL.
 _EVENT_COLUMNS = (
     "id, tenant, NULLIF(config_id, ''), service_id, response_id, timestamp_us, received_us,"
@@ -121,7 +81,7 @@ class SqliteStorage(LedgerReports):
         self._readers_lock = threading.Lock()
         self._closed = False
         self._db = self._connect()
-        self._max_rows = _max_rows(self._db)
+        self._max_rows = max_rows(self._db)
         self._set_wal()
         for pragma in WRITER_PRAGMAS:
             self._db.execute(pragma)
@@ -148,8 +108,8 @@ class SqliteStorage(LedgerReports):
         pays for preparing one the first time its size is used."""
 
         def prepare(db: sqlite3.Connection) -> None:
-            for size in sorted({_padded(n, self._max_rows) for n in range(1, self._max_rows + 1)}):
-                _insert_values(db, [_NO_ROW] * size, self._max_rows)  # NULL rows: none stored
+            for size in sorted({padded(n, self._max_rows) for n in range(1, self._max_rows + 1)}):
+                insert_values(db, [NO_ROW] * size, self._max_rows)  # NULL rows: none stored
 
         self._writer.call(prepare)
 
@@ -193,12 +153,12 @@ class SqliteStorage(LedgerReports):
         writer to a few hundred rows/s while a request was being checked. A batch of up to
         ``_max_rows`` events is one statement and so its own transaction: no BEGIN or COMMIT
         to win the GIL back for either."""
-        rows = _rows(events, received)
+        rows = event_rows(events, received)
         chunks = [rows[i : i + self._max_rows] for i in range(0, len(rows), self._max_rows)]
         inserted, last = 0, 0
         with contextlib.nullcontext() if len(chunks) == 1 else _atomic(db):
             for chunk in chunks:
-                count, last_id = _insert_values(db, chunk, self._max_rows)
+                count, last_id = insert_values(db, chunk, self._max_rows)
                 if count:
                     inserted, last = inserted + count, last_id
         if inserted == len(events):  # every event new (the usual case): nothing to look up
@@ -401,39 +361,6 @@ def _window(
         where += f" AND {HOUR_EXPR} <= ?"
         args.append(_towards_zero(until_us, US_PER_HOUR))
     return where, args
-
-
-def _max_rows(db: sqlite3.Connection) -> int:
-    """Rows per statement: 2,500, or what the limit on bound parameters allows."""
-    getlimit = getattr(db, "getlimit", None)  # Python 3.11+
-    if getlimit is not None:
-        limit: int = getlimit(9)  # SQLITE_LIMIT_VARIABLE_NUMBER
-    else:  # SQLite's default limit, raised in 3.32
-        limit = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-    rows = min(2500, limit // len(_NO_ROW))
-    return rows if rows < _ROW_STEP else rows // _ROW_STEP * _ROW_STEP
-
-
-def _rows(events: Sequence[NewEvent], received: Sequence[int]) -> list[tuple[Any, ...]]:
-    """The events as rows of _INSERT_COLUMNS."""
-    return [
-        (
-            e.tenant,
-            e.config_id or "",
-            e.service_id,
-            e.response_id,
-            e.timestamp_us,
-            at,
-            e.client_customer_key,
-            e.usage,
-            e.context,
-            e.payload_hash,
-            e.cost_nanos,
-            e.currency,
-            e.price_source,
-        )
-        for e, at in zip(events, received, strict=True)
-    ]
 
 
 @contextlib.contextmanager

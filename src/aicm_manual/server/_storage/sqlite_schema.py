@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from .ledger import TOTALS_FROM_DAILY, TOTALS_TABLE, migration, stats_migration
+from .ledger import migration, stats_migration
 from .protocol import US_PER_DAY
+from .totals import TOTALS_FROM_DAILY, TOTALS_TABLE
 
 
 def statements(script: str) -> list[str]:
