@@ -31,17 +31,17 @@ from typing import Any
 
 from .._protocol import Outcome, encode_record
 from .._records import Target, UsageRecord
-from ..errors import DeliveryError, InvalidRecordError, QueueFullError
+from ..errors import DeliveryError, InvalidRecordError
 from .health import Health, LogLimiter
 from .immediate import send_records
-from .queued import HttpTransport, Job, KeyState, OnDiscard, Route, Transport, decode_wire, log
+from .on_full import OnFullPolicies
+from .queued import HttpTransport, Job, KeyState, OnDiscard, Route, Transport, log
 from .retry import Backoff
 from .sender import Exchange, Sender
 from .senders import SenderPool
-from .settings import DeliverySettings, DeliveryType, Lane, OnFull
+from .settings import DeliverySettings, DeliveryType, Lane
 from .spool import Spool
 from .stores import InHand, MemoryStore, SpoolStore
-from .worker import Worker
 
 EXIT_SLACK = 0.5  # what close() may take beyond its timeout: the worker's last answer
 _SAMPLE_EVERY = 256  # records between two size samples on the caller's thread
@@ -53,7 +53,7 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class DeliveryEngine(Worker):
+class DeliveryEngine(OnFullPolicies):
     """One per process in normal use (see ``get_global_delivery``)."""
 
     def __init__(
@@ -242,90 +242,6 @@ class DeliveryEngine(Worker):
         """immediate under the engine's default settings."""
         return self.send_now(records, self.route(target))
 
-    # -- on full ----------------------------------------------------------------------------
-
-    def _full(self, record: UsageRecord, route: Route) -> bool:
-        """Apply the route's on-full policy; True when the new record may then be queued."""
-        policy = route.lane.on_full
-        if policy is OnFull.BLOCK:
-            deadline = self._clock() + route.lane.block_timeout
-            self._wake.set()
-            while self._in_memory() >= self._capacity:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise QueueFullError(
-                        f"delivery queue stayed full ({self._capacity} records) for "
-                        f"{route.lane.block_timeout} s"
-                    )
-                with self._cond:
-                    self._cond.wait(min(remaining, 0.05))
-            return True
-        with self._lock:
-            if len(self._queue) + self._in_hand.count < self._capacity:
-                return True  # the lock-free look caught the worker mid-move
-            if policy is OnFull.RAISE:
-                raise QueueFullError(f"delivery queue is full ({self._capacity} records)")
-            oldest = self._take_oldest(route)
-        if oldest is None:  # nothing of this owner's waits: the new record is the oldest
-            self._discard([(record.to_wire(), route.on_discard)], "queue_full")
-            return False
-        self._discard([oldest], "queue_full")
-        return True
-
-    def _in_memory(self) -> int:
-        with self._lock:
-            return len(self._queue) + self._in_hand.count
-
-    def _take_oldest(self, route: Route) -> tuple[dict[str, Any], OnDiscard | None] | None:
-        """Remove the oldest memory record of ``route``'s (endpoint, key) waiting in the
-        worker's hands (None when it has none). Call with ``self._lock`` held."""
-        waiting = [
-            s
-            for s in list(self._states.values())
-            if s.route.endpoint == route.endpoint and s.memory and s.pending
-        ]
-        for state in sorted(waiting, key=lambda s: s.first_pending_at or 0.0):
-            # Only atomic deque operations: the worker uses these deques without the lock.
-            try:
-                entry = state.pending.popleft()
-            except IndexError:  # the worker took them for sending just now
-                continue
-            if entry.record is None:  # a spooled row is never dropped from memory
-                state.pending.appendleft(entry)
-                continue
-            self._in_hand.count -= 1
-            state.memory -= 1
-            return entry.record.to_wire(), entry.on_discard
-        queue = self._queue
-        if queue and queue[0][1].endpoint == route.endpoint:
-            # Not sorted by the worker yet: the head of the intake queue is the oldest.
-            record, head = queue.popleft()
-            return record.to_wire(), head.on_discard
-        return None
-
-    def _spool_full(self, spool: SpoolStore, route: Route, row: tuple[str, bytes]) -> bool:
-        """The on-full policy for one row; True when the row may then be stored."""
-        policy = route.lane.on_full
-        if policy is OnFull.BACKPRESSURE:
-            base, ref = route.endpoint
-            dropped = spool.callers.drop_oldest(1, ref, base)
-            if not dropped:  # none of this owner's rows: the new one goes
-                self._discard([(decode_wire(row[1]), route.on_discard)], "spool_full")
-                return False
-            with self._lock:
-                spool.known -= len(dropped)
-            self._discard([(decode_wire(r.body), route.on_discard) for r in dropped], "spool_full")
-            return True
-        if policy is OnFull.BLOCK:
-            deadline = self._clock() + route.lane.block_timeout
-            while spool.known >= self.settings.spool_size and self._clock() < deadline:
-                self._wake.set()
-                with self._cond:
-                    self._cond.wait(0.05)
-            if spool.known < self.settings.spool_size:
-                return True
-        raise QueueFullError(f"spool is full ({self.settings.spool_size} records)")
-
     # -- flush and close --------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None, route: Route | None = None) -> int:
@@ -509,30 +425,6 @@ class DeliveryEngine(Worker):
                 spooled.busy = self._busy
                 self._spooled = spooled
             return self._spooled
-
-    def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                self._cycle(None, threaded=True)
-            except Exception as exc:  # keep delivering; report it
-                self.health_counts.failed(f"worker: {type(exc).__name__}: {exc}")
-                log.exception("aicm: delivery worker error")
-            with self._cond:
-                self._cond.notify_all()
-            if self._stop.is_set():
-                now = self._clock()
-                if now >= self._stop_by or not self.has_work(now):
-                    return
-            wait = self._sleep_time()
-            if wait is None or wait > self._poll():
-                # Callers wake a worker that would not look again within a poll; one that
-                # will is left alone (a wake per record or two cost 8% of a burst).
-                self._asleep = True
-                if self._queue:  # a record came in before the flag was up
-                    wait = 0.0
-            self._wake.wait(wait)
-            self._asleep = False
 
 
 def _drain_child(ref: weakref.ref[DeliveryEngine]) -> None:

@@ -24,39 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._migrations import NewerSchemaError, apply_migrations, retry_while_locked, split_statements
+from .._migrations import NewerSchemaError, apply_migrations, retry_while_locked
 from ..errors import SpoolError
 from .owners import owner_alive, owner_id
-
-# Spools made before migrations were recorded hold a ``meta`` table with schema_version 1;
-# migration 1 creates only what is missing, so they are taken up unchanged.
-_MIGRATIONS = [
-    split_statements(
-        """
-CREATE TABLE IF NOT EXISTS records (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key_ref TEXT NOT NULL,
-    api_base TEXT NOT NULL,
-    response_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    enqueued_at REAL NOT NULL,
-    lease_owner TEXT,
-    lease_expires REAL NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS records_ready ON records (key_ref, lease_expires, id);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key_ref TEXT NOT NULL,
-    api_base TEXT NOT NULL,
-    response_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    reason TEXT NOT NULL,
-    failed_at REAL NOT NULL
-);
-"""
-    )
-]
+from .spool_schema import MIGRATIONS
 
 
 def _is_locked(exc: Exception) -> bool:
@@ -121,7 +92,7 @@ class Spool:
         # Inside a write transaction, so processes starting on a fresh file take turns.
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            apply_migrations(self._db.execute, _MIGRATIONS, self._clock())
+            apply_migrations(self._db.execute, MIGRATIONS, self._clock())
             self._db.execute("COMMIT")
         except NewerSchemaError as exc:
             self._db.execute("ROLLBACK")
@@ -140,7 +111,7 @@ class Spool:
         version = 1  # a spool from before schema_migrations
         if "schema_migrations" in tables:
             version = self._db.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
-        if version is not None and version > len(_MIGRATIONS):
+        if version is not None and version > len(MIGRATIONS):
             raise SpoolError(f"spool {str(self.path)!r} has {NewerSchemaError(version, 1)}")
 
     def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
