@@ -6,17 +6,15 @@ and rejections, an exceeded budget). The screenshots in docs/dashboard/ come fro
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from demo_process import ROOT, demo_serving
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,7 +23,6 @@ if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing in CI (.ci/run should install it)", pytrace=False)
     pytest.skip("Chromium is missing (apt-get install chromium)", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "dashboard"
 # (screenshot name, path, text the view must show from the demo's data)
 VIEWS = [
@@ -43,44 +40,8 @@ VIEWS = [
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The demo serving its dashboard: (base URL, the read key it printed)."""
-    tmp = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "AICM_DASHBOARD_SECRET": "d" * 48, "NO_COLOR": "1", "COLUMNS": "200"}
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "aicm_manual", "demo", "--serve", "--records", "1500"),
-            *("--data-dir", str(tmp / "data"), "--schemas", str(ROOT / "schemas")),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=tmp,
-    )
-    try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Serving until Ctrl-C" in line:
-                break
-        text = "".join(lines)
-        url = re.search(r"(http://127\.0\.0\.1:\d+)/dashboard", text)
-        key = re.search(r"read key \(shown once\): (\S+)", text)
-        assert url is not None, text[-3000:]
-        assert key is not None, text[-3000:]
-        yield url.group(1), key.group(1)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with demo_serving(tmp_path_factory.mktemp("demo"), 1500, "d" * 48) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
