@@ -7,10 +7,9 @@ import json
 import os
 import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from aicm_manual import reset_global_delivery
 from aicm_manual._configs.sources import reset_shared_config_sources
 from aicm_manual.testing import CollectorStub
+from loopback import serve_http
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 # Last good config copies (offline start) go to a scratch cache, never the user's own.
@@ -110,19 +110,9 @@ def config_server() -> Iterator[ConfigServer]:
     for file in SCHEMAS_DIR.glob("*.json"):
         data = json.loads(file.read_text())
         state.configs[data["config_id"]] = data
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    thread = threading.Thread(
-        target=httpd.serve_forever, args=(0.02,), name="test-config-server", daemon=True
-    )
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with serve_http(_handler(state), "test-config-server") as url:
+        state.url = url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,11 @@ import itertools
 import json
 import shutil
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from aicm_manual import ConfigError, Tracker, TrackerClosedError
 from aicm_manual._cost_manager import CostManager, default_config_id
 from aicm_manual.server._embedded import embedded_collector
 from aicm_manual.testing import CapturingDelivery
+from loopback import serve_http
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_INI = {"AICM_INI_PATH": "/nonexistent/AICM.INI"}
@@ -239,17 +239,9 @@ def _handler(server: VendorServer) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def vendor_server() -> Iterator[VendorServer]:
     state = VendorServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with serve_http(_handler(state), "test-vendor-server") as url:
+        state.url = url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 # --- fixtures --------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback import serve_http
 
 CREATED = 1741569952  # 2025-03-10T01:25:52Z
 USAGE = {"prompt_tokens": 12, "completion_tokens": 17, "total_tokens": 29}
@@ -87,14 +89,6 @@ def _handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
 def openai_server() -> Iterator[OpenAIServer]:
     """Serve an OpenAIServer on an ephemeral 127.0.0.1 port for the block's duration."""
     state = OpenAIServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with serve_http(_handler(state), "test-openai-server") as url:
+        state.url = url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)

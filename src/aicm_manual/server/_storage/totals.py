@@ -10,7 +10,7 @@ from typing import Any
 
 # All-time totals per (tenant, customer, service, currency), both backends; the cost as
 # sum(cost / 1e9) and sum(cost % 1e9) (integer division towards zero), put together by
-# ``split_cost``. Kept in the transaction that changes the daily rollups.
+# ``protocol.split_nanos``. Kept in the transaction that changes the daily rollups.
 TOTALS_TABLE = """
     CREATE TABLE rollups_total (
         tenant TEXT NOT NULL,
