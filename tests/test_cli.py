@@ -46,6 +46,7 @@ def spool_path(tmp_path: Path) -> Path:
     spool.put(KEY_A, BASE, "resp-2", body("resp-2"))
     spool.put("anonymous", BASE, "resp-3", body("resp-3"))
     spool.put(KEY_A, BASE, "resp-4", body("resp-4", input_tokens=-1))
+    assert spool.take_in(10) == 4  # queue ids 1-4, as a worker would give them
     assert [r.id for r in spool.claim({KEY_A}, limit=1, lease_seconds=3600)] == [1]
     [rejected] = [r for r in spool.rows() if r.response_id == "resp-4"]
     spool.dead_letter([(rejected, "rejected: input_tokens: must be >= 0")])
@@ -443,3 +444,27 @@ def test_salvage_of_a_sound_spool_copies_every_row(
         assert sorted(r.response_id for r in copy.rows()) == ["resp-1", "resp-2", "resp-3"]
     finally:
         copy.close()
+
+
+def test_records_still_in_the_inbox_are_listed_with_ids_and_purged(
+    capsys: pytest.CaptureFixture[str], spool_path: Path
+) -> None:
+    """A record a caller wrote but no worker took in (its process died) is listed with a
+    queue id of its own, which purge then accepts; purge --all empties the inbox too."""
+    spool = Spool(spool_path)
+    spool.put(KEY_A, BASE, "resp-late", body("resp-late"))
+    spool.put(KEY_A, BASE, "resp-later", body("resp-later"))
+    spool.close()
+    code, out, _ = run(capsys, "queue", "list", "--db", str(spool_path), "--json")
+    assert code == 0
+    rows = {r["response_id"]: r["id"] for r in json.loads(out)["rows"]}
+    assert set(rows) == {"resp-1", "resp-2", "resp-3", "resp-late", "resp-later"}
+    argv = ["queue", "purge", "--db", str(spool_path), "--id", str(rows["resp-late"])]
+    code, out, _ = run(capsys, *argv)
+    assert (code, out.strip()) == (0, "1 purged")
+    spool = Spool(spool_path)
+    spool.put(KEY_A, BASE, "resp-last", body("resp-last"))
+    spool.close()
+    argv = ["queue", "purge", "--db", str(spool_path), "--all", "--yes"]
+    assert run(capsys, *argv)[:2] == (0, "5 purged\n")  # 3 queued, 1 listed, 1 in the inbox
+    assert Spool(spool_path).count() == 0

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import to_json
+
 from ._records import UsageRecord
 
 MAX_RECORDS_PER_REQUEST = 1000
@@ -38,11 +40,34 @@ PERMANENT = frozenset({"rejected", "conflict"})
 # The one encoding policy: compact UTF-8, and no NaN or infinity (not JSON; a collector
 # would refuse the whole body).
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def encode_json(value: Any) -> bytes:
     """``value`` as compact JSON; raises ValueError/TypeError for data JSON cannot hold."""
+    if _plain(value):
+        # pydantic-core's encoder writes the same JSON 3-6x faster (track() of a
+        # persistent_queue, a batch body), but also encodes datetimes, sets, bytes and
+        # more that this policy refuses: it gets only plain data, the rest goes to json.
+        return to_json(value)
     return _encoder.encode(value).encode()
+
+
+def _plain(value: Any) -> bool:
+    """Only str-keyed dicts, lists, tuples, str, int, bool, None and finite floats."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _SCALARS and not _plain(item)):
+                return False
+        return True
+    if kind in _SCALARS:
+        return True
+    if kind is float:
+        return bool(value - value == 0.0)  # NaN and infinities give NaN
+    if kind is list or kind is tuple:
+        return all(type(item) in _SCALARS or _plain(item) for item in value)
+    return False
 
 
 def encode_kept(value: Any) -> bytes:
@@ -78,7 +103,7 @@ def encode_batch(bodies: Sequence[bytes]) -> bytes:
 
 def encode_records(records: Sequence[UsageRecord]) -> bytes:
     """A request body from records, encoded in one call (cheaper per record)."""
-    return b'{"tracked":' + _encoder.encode([r.to_wire() for r in records]).encode() + b"}"
+    return b'{"tracked":' + encode_json([r.to_wire() for r in records]) + b"}"
 
 
 @dataclass(frozen=True, slots=True)

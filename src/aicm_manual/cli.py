@@ -15,6 +15,7 @@ unreadable spool or settings), 2 a usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -26,7 +27,8 @@ from typing import Any
 
 from ._delivery.salvage import salvage
 from ._delivery.settings import DeliverySettings
-from ._delivery.spool import Spool, SpoolRow
+from ._delivery.spool import Spool
+from ._delivery.spool_schema import SpoolRow
 from ._secret import abbreviate
 from ._settings import DEFAULT_INI_PATH, Settings
 from .errors import AicmError
@@ -292,6 +294,7 @@ def _stats(spool: Spool, args: argparse.Namespace, now: float) -> None:
 
 def _list(spool: Spool, args: argparse.Namespace, now: float) -> None:
     table = "dead_letters" if args.dead else "records"
+    _take_in(spool)
     rows = spool.rows(table, limit=args.limit)
     total = int(spool.stats()[table])
     items = [_describe(row, dead=args.dead, now=now, usage=args.show_usage) for row in rows]
@@ -328,6 +331,7 @@ def _list(spool: Spool, args: argparse.Namespace, now: float) -> None:
 
 def _requeue(spool: Spool, args: argparse.Namespace, now: float) -> None:
     ids = None if args.all else sorted(set(args.ids))
+    _take_in(spool)
     count = spool.requeue(ids)
     print(f"{count} requeued" + _unmatched(ids, count, "dead letter"))
 
@@ -339,8 +343,18 @@ def _purge(spool: Spool, args: argparse.Namespace, now: float) -> None:
         n = int(spool.stats()[table])
         raise _Refused(f"--all would delete {n} {noun}(s) from {str(spool.path)!r}; add --yes")
     ids = None if args.all else sorted(set(args.ids))
+    _take_in(spool)
     count = spool.purge(table, ids)
     print(f"{count} purged" + _unmatched(ids, count, noun))
+
+
+def _take_in(spool: Spool) -> None:
+    """Give records still in the inbox (written, not yet taken in by a worker) their queue
+    ids, as a worker would, so that every id listed can be purged; a spool that cannot be
+    written (read-only file) is listed as it is (its inbox rows are counted, not shown)."""
+    with contextlib.suppress(AicmError):
+        while spool.take_in(10_000):
+            pass
 
 
 # -- helpers --------------------------------------------------------------------------------

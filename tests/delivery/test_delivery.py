@@ -316,7 +316,10 @@ def test_persistent_queue_commits_before_track_returns(
     )
     rid = tracker.track(CHAT)
     with sqlite3.connect(db) as other:  # another connection sees the committed row
-        rows = other.execute("SELECT response_id, key_ref FROM records").fetchall()
+        rows = other.execute(
+            "SELECT response_id, key_ref FROM inbox UNION ALL"
+            " SELECT response_id, key_ref FROM records"
+        ).fetchall()
     assert rows[0][0] == rid
     assert "sk-a" not in rows[0][1]  # a reference to the key, never the key
     assert len(rows[0][1]) == 64
@@ -333,7 +336,8 @@ def test_persistent_queue_delivers_and_empties_the_spool(
     assert tracker.flush(10) == 0
     assert {r["response_id"] for r in config_server.collector.records()} == set(ids)
     with sqlite3.connect(db) as other:
-        assert other.execute("SELECT count(*) FROM records").fetchone()[0] == 0
+        for table in ("records", "inbox"):
+            assert other.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
     health = get_global_delivery_health()
     assert health["spool"]["records"] == 0
     assert health["total_delivered"] == 1500

@@ -147,5 +147,105 @@ def test_a_spool_from_before_recorded_migrations_is_taken_up(tmp_path: Path) -> 
     finally:
         spool.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        versions = db.execute("SELECT version FROM schema_migrations").fetchall()
+        assert versions == [(1,), (2,)]
     db.close()
+
+
+def test_callers_rows_wait_in_the_inbox_counted_until_taken_in_in_order(tmp_path: Path) -> None:
+    """put() writes to the inbox; the rows count everywhere a flush or a full spool looks,
+    and a worker moves them into the queue oldest first, a bounded number at a time."""
+    spool = Spool(tmp_path / "s.db", owner="hostA:1:a")
+    fill(spool, 5)
+    spool.put_many("other" * 13, "http://c", [("o1", b"{}"), ("o2", b"{}")])
+    assert spool.count() == 7
+    assert spool.count_for(KEY, "http://c") == 5
+    assert spool.stats()["by_key"][KEY]["records"] == 5
+    assert spool.rows("records") == []  # no queue id yet
+    assert spool.take_in(3) == 3
+    assert [r.response_id for r in spool.rows("records")] == ["r0", "r1", "r2"]
+    assert spool.count() == 7
+    assert spool.count_for(KEY, "http://c") == 5
+    # A claim leases the queue's rows, then its keys' inbox rows (moved in leased).
+    claimed = spool.claim({KEY}, 10, lease_seconds=30)
+    assert [r.response_id for r in claimed] == [f"r{i}" for i in range(5)]
+    assert [r.attempts for r in claimed] == [1] * 5
+    assert spool.claim({KEY}, 10, lease_seconds=30) == []
+    assert spool.count() == 7
+    assert spool.count_for(KEY, "http://c") == 5
+    assert spool.take_in(10) == 2  # the other key's rows waited in the inbox
+    assert [r.response_id for r in spool.rows("records")][-2:] == ["o1", "o2"]
+
+
+def test_a_claim_moving_inbox_rows_respects_busy_lanes_and_the_limit(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    fill(spool, 3)
+    fill(spool, 2, key="x" * 64)
+    assert spool.claim({KEY, "x" * 64}, 10, 30, exclude=[(KEY, "http://c")]) != []
+    assert {r.key_ref for r in spool.rows("records")} == {"x" * 64}
+    two = spool.claim({KEY}, 2, 30)
+    assert [r.response_id for r in two] == ["r0", "r1"]
+    assert spool.count() == 5  # one row of KEY still waits in the inbox
+
+
+def test_two_processes_taking_in_at_once_move_each_row_once(tmp_path: Path) -> None:
+    writer = Spool(tmp_path / "s.db")
+    fill(writer, 3000)
+    script = (
+        "import sys; from aicm_manual._delivery.spool import Spool\n"
+        "s = Spool(sys.argv[1])\n"
+        "while s.take_in(100): pass\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "s.db")]) for _ in range(2)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    ids = [r.response_id for r in writer.rows("records", limit=10_000)]
+    assert sorted(ids) == sorted(f"r{i}" for i in range(3000))
+    assert ids == [f"r{i}" for i in range(3000)]  # moved in order
+    assert writer.take_in(10) == 0
+
+
+def test_backpressure_drops_from_the_inbox_when_the_queue_has_none(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    fill(spool, 2)
+    spool.take_in(1)
+    fill(spool, 1, key="x" * 64)
+    dropped = spool.drop_oldest(2, KEY, "http://c")
+    assert [r.response_id for r in dropped] == ["r0", "r1"]  # queue first, then the inbox
+    assert spool.count() == 1
+    assert spool.count_for("x" * 64, "http://c") == 1
+
+
+def test_purging_all_queued_records_empties_the_inbox_too(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    fill(spool, 4)
+    spool.take_in(2)
+    assert spool.purge("records", None) == 4
+    assert spool.count() == 0
+
+
+def test_a_spool_of_schema_1_can_be_inspected_without_changing_it(tmp_path: Path) -> None:
+    """Opened to look (create=False), a spool without an inbox answers from its queue."""
+    path = tmp_path / "v1.db"
+    Spool(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE inbox")
+        db.execute("DELETE FROM schema_migrations WHERE version = 2")
+        db.execute(
+            "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
+            " VALUES (?, 'http://c', 'old', x'7b7d', 1.0)",
+            (KEY,),
+        )
+    db.close()
+    spool = Spool(path, create=False)
+    assert spool.count() == 1
+    assert spool.count_for(KEY, "http://c") == 1
+    assert spool.take_in(10) == 0
+    assert [r.response_id for r in spool.rows("records")] == ["old"]
+    spool.close()
+    with sqlite3.connect(path) as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    assert "inbox" not in names

@@ -16,7 +16,7 @@ from .._http import HttpResponse
 from .._records import Target, UsageRecord
 from .._secret import NO_KEY
 from .settings import Lane
-from .spool import SpoolRow
+from .spool_schema import SpoolRow
 
 log = logging.getLogger("aicm_manual.delivery")
 

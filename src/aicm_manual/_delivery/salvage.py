@@ -16,9 +16,13 @@ from typing import Any
 from ..errors import SpoolError
 from .spool import Spool
 
+_RECORD_COLUMNS = "key_ref, api_base, response_id, body, enqueued_at"
+# source table -> (table it is copied into, columns); records still in the inbox are
+# copied as queued records. A spool of schema 1 has no inbox (its lookup fails: no rows).
 _SALVAGE_TABLES = {
-    "records": "key_ref, api_base, response_id, body, enqueued_at",
-    "dead_letters": "key_ref, api_base, response_id, body, reason, failed_at",
+    "records": ("records", _RECORD_COLUMNS),
+    "inbox": ("records", _RECORD_COLUMNS),
+    "dead_letters": ("dead_letters", "key_ref, api_base, response_id, body, reason, failed_at"),
 }
 
 
@@ -41,14 +45,14 @@ def salvage(src: str | Path, dst: str | Path) -> dict[str, int]:
     out = Spool(dst)
     counts = {"records": 0, "dead_letters": 0, "unreadable": 0}
     try:
-        for table, columns in _SALVAGE_TABLES.items():
+        for table, (into, columns) in _SALVAGE_TABLES.items():
             top = _highest_id(db, table)
             rows: list[tuple[Any, ...]] = []
             bad = _read_ids(db, f"SELECT id, {columns} FROM {table}", 1, top, rows)
             counts["unreadable"] += bad
-            counts[table] = len(rows)
+            counts[into] += len(rows)
             marks = ", ".join("?" * len(columns.split(",")))
-            insert = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+            insert = f"INSERT INTO {into} ({columns}) VALUES ({marks})"
             out.insert_rows(insert, rows)
     finally:
         db.close()

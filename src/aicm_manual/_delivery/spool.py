@@ -2,13 +2,16 @@
 
     spool = Spool(path, owner=owner_id())
     spool.put(key_ref, api_base, response_id, body)      # committed before it returns
+    spool.take_in(10_000)                                # the worker: inbox -> records
     rows = spool.claim({key_ref}, limit=1000, lease_seconds=60)
     spool.ack([r.id for r in rows])                      # delete once delivered
 
 Guarantees: WAL with ``synchronous=NORMAL``, so a committed ``put`` survives the process
 being killed (not a power cut). Claims are atomic (``BEGIN IMMEDIATE``) and leased to an
 owner until an expiry; a process never takes rows another live process holds, but rows of
-an owner that died on this host are taken back at once. Rows store a key *reference* (a
+an owner that died on this host are taken back at once. Callers write to an inbox table
+that the workers (any process's) move into ``records`` in batches; rows count and can be
+dropped or listed (with negative ids) while they wait there. Rows store a key *reference* (a
 SHA-256), never the key. Rejected records move to ``dead_letters`` with the reason. Each
 Spool is one connection behind its own lock: give each thread role its own Spool."""
 
@@ -20,33 +23,23 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._migrations import NewerSchemaError, apply_migrations, retry_while_locked
 from ..errors import SpoolError
 from .owners import owner_alive, owner_id
-from .spool_schema import MIGRATIONS
+from .spool_admin import SpoolAdmin
+from .spool_schema import MIGRATIONS, SpoolRow
+
+_BUSY_MS = 30_000  # how long a statement waits for another connection's write
 
 
-def _is_locked(exc: Exception) -> bool:
+def _is_locked(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolRow:
-    id: int
-    key_ref: str
-    api_base: str
-    response_id: str
-    body: bytes
-    enqueued_at: float
-    attempts: int = 0
-    reason: str | None = None  # dead letters only
-
-
-class Spool:
+class Spool(SpoolAdmin):
     def __init__(
         self,
         path: str | Path,
@@ -64,6 +57,7 @@ class Spool:
         self.owner = owner or owner_id()
         self._clock = clock
         self._lock = threading.Lock()
+        self._inbox = True  # False only for a spool of schema 1 opened with create=False
         _open_spools.add(self)
         if not create and not self.path.is_file():
             raise SpoolError(f"no spool at {str(self.path)!r}")
@@ -71,7 +65,7 @@ class Spool:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+                self.path, timeout=_BUSY_MS / 1000, isolation_level=None, check_same_thread=False
             )
             if not checkpoints:
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
@@ -112,7 +106,9 @@ class Spool:
         if "schema_migrations" in tables:
             version = self._db.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
         if version is not None and version > len(MIGRATIONS):
-            raise SpoolError(f"spool {str(self.path)!r} has {NewerSchemaError(version, 1)}")
+            known = len(MIGRATIONS)
+            raise SpoolError(f"spool {str(self.path)!r} has {NewerSchemaError(version, known)}")
+        self._inbox = "inbox" in tables
 
     def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock:
@@ -137,11 +133,11 @@ class Spool:
     # -- callers ---------------------------------------------------------------------------
 
     def put(self, key_ref: str, api_base: str, response_id: str, body: bytes) -> None:
-        """Store one record; committed when this returns."""
+        """Store one record (in the inbox); committed when this returns."""
         now = self._clock()
         self._run(
             lambda db: db.execute(
-                "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
+                "INSERT INTO inbox (key_ref, api_base, response_id, body, enqueued_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (key_ref, api_base, response_id, body, now),
             )
@@ -153,14 +149,55 @@ class Spool:
         now = self._clock()
         self._transaction(
             lambda db: db.executemany(
-                "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
+                "INSERT INTO inbox (key_ref, api_base, response_id, body, enqueued_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [(key_ref, api_base, rid, body, now) for rid, body in rows],
             )
         )
 
     def count(self) -> int:
-        return int(self._run(lambda db: db.execute("SELECT count(*) FROM records").fetchone()[0]))
+        sql = "SELECT count(*) FROM records"
+        if self._inbox:
+            sql = f"SELECT ({sql}) + (SELECT count(*) FROM inbox)"
+        return int(self._run(lambda db: db.execute(sql).fetchone()[0]))
+
+    def take_in(self, limit: int, wait: bool = True) -> int:
+        """Move up to ``limit`` of the oldest inbox rows (any process's) into ``records``,
+        in order, in one transaction; returns how many. Cheap when the inbox is empty.
+        ``wait=False`` gives up at once (0) while another connection writes, instead of
+        sleeping in SQLite's busy handler (up to 100 ms a turn) behind a stream of puts."""
+        if not self._inbox or self._run(
+            lambda db: db.execute("SELECT min(id) FROM inbox").fetchone()[0] is None
+        ):
+            return 0
+        if wait:
+            moved: int = self._transaction(lambda db: self._move(db, limit))
+            return moved
+        self._run(lambda db: db.execute("PRAGMA busy_timeout=0"))
+        try:
+            moved = self._transaction(lambda db: self._move(db, limit))
+        except SpoolError as exc:
+            if not _is_locked(exc.__cause__ or exc):
+                raise
+            return 0
+        finally:
+            self._run(lambda db: db.execute(f"PRAGMA busy_timeout={_BUSY_MS}"))
+        return moved
+
+    def _move(self, db: sqlite3.Connection, limit: int) -> int:
+        """take_in's statements, inside the caller's write transaction."""
+        first = db.execute("SELECT min(id) FROM inbox").fetchone()[0] if self._inbox else None
+        if first is None:
+            return 0
+        # Inbox ids grow (a row moved or dropped leaves a gap): the ids below first + limit.
+        top = first + limit
+        db.execute(
+            "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
+            " SELECT key_ref, api_base, response_id, body, enqueued_at FROM inbox"
+            " WHERE id < ? ORDER BY id",
+            (top,),
+        )
+        return int(db.execute("DELETE FROM inbox WHERE id < ?", (top,)).rowcount)
 
     def drop_oldest(self, n: int, key_ref: str, api_base: str) -> list[SpoolRow]:
         """Delete and return the ``n`` oldest unleased records of one (endpoint, key) (the
@@ -175,6 +212,14 @@ class Spool:
                 (key_ref, api_base, now, n),
             ).fetchall()
             db.executemany("DELETE FROM records WHERE id = ?", [(r[0],) for r in rows])
+            if len(rows) < n and self._inbox:  # the rest from the inbox (newer rows)
+                waiting = db.execute(
+                    "SELECT -id, key_ref, api_base, response_id, body, enqueued_at, 0"
+                    " FROM inbox WHERE key_ref = ? AND api_base = ? ORDER BY id LIMIT ?",
+                    (key_ref, api_base, n - len(rows)),
+                ).fetchall()
+                db.executemany("DELETE FROM inbox WHERE id = ?", [(-r[0],) for r in waiting])
+                rows += waiting
             return [SpoolRow(*r) for r in rows]
 
         result: list[SpoolRow] = self._transaction(run)
@@ -193,7 +238,10 @@ class Spool:
             " THEN NULL ELSE lease_owner END AS holder, count(*) FROM records"
             " WHERE key_ref = ? AND api_base = ? GROUP BY holder"
         )
-        args = (self.owner, now, key_ref, api_base)
+        args: tuple[Any, ...] = (self.owner, now, key_ref, api_base)
+        if self._inbox:  # inbox rows are nobody's yet: claimable by any process
+            sql += " UNION ALL SELECT NULL, count(*) FROM inbox WHERE key_ref = ? AND api_base = ?"
+            args += (key_ref, api_base)
         held: list[tuple[str | None, int]] = self._run(lambda db: db.execute(sql, args).fetchall())
         return sum(n for holder, n in held if holder is None or not owner_alive(holder))
 
@@ -225,14 +273,30 @@ class Spool:
             for ref, base in exclude:
                 pairs += [ref, base]
 
+        lease = (self.owner, now + lease_seconds)
+
         def run(db: sqlite3.Connection) -> list[SpoolRow]:
             rows = db.execute(
                 f"UPDATE records SET lease_owner = ?, lease_expires = ?, attempts = attempts + 1"
                 f" WHERE id IN (SELECT id FROM records NOT INDEXED WHERE key_ref IN ({marks})"
                 f" AND lease_expires < ?{skip} ORDER BY id LIMIT ?)"
                 f" RETURNING id, key_ref, api_base, response_id, body, enqueued_at, attempts",
-                (self.owner, now + lease_seconds, *key_refs, now, *pairs, limit),
+                (*lease, *key_refs, now, *pairs, limit),
             ).fetchall()
+            if len(rows) < limit and self._inbox:
+                # Then the inbox's (newer) rows of these keys, moved in already leased: one
+                # write per row instead of a move and a claim (the drain's hot path).
+                pick = f"SELECT id FROM inbox WHERE key_ref IN ({marks}){skip} ORDER BY id LIMIT ?"
+                args = (*key_refs, *pairs, limit - len(rows))
+                rows += db.execute(
+                    "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at,"
+                    " lease_owner, lease_expires, attempts) SELECT key_ref, api_base,"
+                    f" response_id, body, enqueued_at, ?, ?, 1 FROM inbox WHERE id IN ({pick})"
+                    " ORDER BY id"
+                    " RETURNING id, key_ref, api_base, response_id, body, enqueued_at, attempts",
+                    (*lease, *args),
+                ).fetchall()
+                db.execute(f"DELETE FROM inbox WHERE id IN ({pick})", args)
             return sorted((SpoolRow(*r) for r in rows), key=lambda r: r.id)
 
         result: list[SpoolRow] = self._transaction(run)
@@ -314,16 +378,22 @@ class Spool:
             freed += self._transaction(free)
         return freed
 
-    # -- inspection (health, CLI) ----------------------------------------------------------
+    # -- inspection (health, CLI; listing and changing rows: SpoolAdmin) -------------------
 
     def stats(self) -> dict[str, Any]:
         now = self._clock()
 
         def run(db: sqlite3.Connection) -> dict[str, Any]:
+            rows = "records"
+            if self._inbox:
+                rows = (
+                    "(SELECT key_ref, enqueued_at, lease_owner, lease_expires FROM records"
+                    " UNION ALL SELECT key_ref, enqueued_at, NULL, 0 FROM inbox)"
+                )
             per_key = db.execute(
                 "SELECT key_ref, count(*), min(enqueued_at),"
                 " sum(CASE WHEN lease_expires >= ? AND lease_owner IS NOT NULL THEN 1 ELSE 0 END)"
-                " FROM records GROUP BY key_ref",
+                f" FROM {rows} GROUP BY key_ref",
                 (now,),
             ).fetchall()
             dead = db.execute(
@@ -343,54 +413,6 @@ class Spool:
 
         result: dict[str, Any] = self._run(run)
         return result
-
-    def rows(self, table: str = "records", limit: int = 50) -> list[SpoolRow]:
-        if table == "records":
-            sql = (
-                "SELECT id, key_ref, api_base, response_id, body, enqueued_at, attempts"
-                " FROM records ORDER BY id LIMIT ?"
-            )
-            return [
-                SpoolRow(*r) for r in self._run(lambda db: db.execute(sql, (limit,)).fetchall())
-            ]
-        if table == "dead_letters":
-            sql = (
-                "SELECT id, key_ref, api_base, response_id, body, failed_at, 0, reason"
-                " FROM dead_letters ORDER BY id LIMIT ?"
-            )
-            return [
-                SpoolRow(*r) for r in self._run(lambda db: db.execute(sql, (limit,)).fetchall())
-            ]
-        raise ValueError(f"unknown table {table!r}")
-
-    def requeue(self, ids: Sequence[int] | None) -> int:
-        """Move dead letters (all when ``ids`` is None) back to the queue."""
-        now = self._clock()
-        where, args = _selection(ids)
-
-        def run(db: sqlite3.Connection) -> int:
-            cursor = db.execute(
-                "INSERT INTO records (key_ref, api_base, response_id, body, enqueued_at)"
-                f" SELECT key_ref, api_base, response_id, body, ? FROM dead_letters{where}",
-                (now, *args),
-            )
-            db.execute(f"DELETE FROM dead_letters{where}", args)
-            return int(cursor.rowcount)
-
-        result: int = self._transaction(run)
-        return result
-
-    def purge(self, table: str, ids: Sequence[int] | None) -> int:
-        """Delete rows of ``table`` (all when ``ids`` is None); an empty list deletes nothing."""
-        if table not in ("records", "dead_letters"):
-            raise ValueError(f"unknown table {table!r}")
-        where, args = _selection(ids)
-        cursor = self._transaction(lambda db: db.execute(f"DELETE FROM {table}{where}", args))
-        return int(cursor.rowcount)
-
-    def insert_rows(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Run one INSERT for many rows in one transaction (salvage)."""
-        self._transaction(lambda db: db.executemany(sql, rows))
 
     def close(self) -> None:
         with self._lock:
@@ -419,11 +441,3 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(
         before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork
     )
-
-
-def _selection(ids: Sequence[int] | None) -> tuple[str, tuple[int, ...]]:
-    if ids is None:
-        return "", ()
-    if not ids:
-        return " WHERE 0", ()
-    return f" WHERE id IN ({','.join('?' * len(ids))})", tuple(int(i) for i in ids)

@@ -183,11 +183,18 @@ class SpoolStore:
 
     def claim(self, now: float) -> int:
         self.last_claimed = 0
-        if not self.known or not self._keys:
-            return 0
+        # Callers' rows wait in the inbox until a worker moves them into the queue (a
+        # claim takes some in first). Every cycle takes some in, any key's, also while
+        # every lane backs off, so a drain after an outage starts from a full queue; at
+        # most 2 claims' worth at a time, so callers wait on the lock little.
         busy = set(self.busy(now))
-        if busy and all(route.endpoint in busy for route in list(self._keys.values())):
-            return 0  # every known lane has a batch in hand or backs off: nothing to take
+        if (
+            not self.known
+            or not self._keys
+            or (busy and all(route.endpoint in busy for route in list(self._keys.values())))
+        ):
+            self.worker.take_in(4 * self.batch, wait=False)  # no hurry: nothing to send
+            return 0  # nothing ours, or every known lane has a batch in hand or backs off
         exclude = [(ref, base) for base, ref in busy]
         rows = self.worker.claim(self._keys, 2 * self.batch, self._lease, exclude)
         wall = self._wall()

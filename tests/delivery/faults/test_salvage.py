@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from aicm_manual import reset_global_delivery
+from aicm_manual._delivery.spool import Spool
 from faults.scripted import child_env, closed_port_url, make_tracker
 
 RECORDS = 2000
@@ -43,7 +44,11 @@ def damaged_spool(schemas_dir: Path, tmp_path: Path) -> tuple[Path, set[str]]:
             "response_ids"
         ]
     }
-    reset_global_delivery(timeout=0)  # last connection closed: the WAL is checkpointed
+    reset_global_delivery(timeout=0)
+    spool = Spool(db)  # rows the worker had not taken in yet go to records too
+    while spool.take_in(10_000):
+        pass
+    spool.close()  # last connection closed: the WAL is checkpointed
     with sqlite3.connect(db) as check:
         page_size = check.execute("PRAGMA page_size").fetchone()[0]
         leaves = [
@@ -87,3 +92,18 @@ def test_salvage_copies_the_readable_rows_of_a_damaged_spool(
     salvaged = {row["response_id"] for row in json.loads(listing.stdout)["rows"]}
     assert len(salvaged) == copied
     assert salvaged <= ids
+
+
+def test_salvage_copies_records_still_in_the_inbox(tmp_path: Path) -> None:
+    """Records written by callers but never taken in by a worker (the process died first)
+    are salvaged as queued records."""
+    src = tmp_path / "spool.db"
+    spool = Spool(src)
+    spool.put("k" * 64, "http://127.0.0.1:1", "in-inbox", b'{"response_id":"in-inbox"}')
+    spool.close()
+    dst = tmp_path / "salvaged.db"
+    proc = cli("salvage", str(src), str(dst))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "copied 1 queued record(s)" in proc.stdout
+    listing = cli("list", "--json", "--db", str(dst))
+    assert [row["response_id"] for row in json.loads(listing.stdout)["rows"]] == ["in-inbox"]
