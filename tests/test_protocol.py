@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aicm_manual._protocol import encode_json, encode_records
+from aicm_manual._protocol import encode_json, encode_record, encode_records
 from aicm_manual._records import UsageRecord
 
 
@@ -80,3 +80,14 @@ def test_a_batch_body_holds_every_record() -> None:
     body = json.loads(encode_records(records))
     assert [r["response_id"] for r in body["tracked"]] == ["r0", "r1", "r2"]
     assert body["tracked"][2]["timestamp"] == "2026-11-24T00:00:00.000002Z"
+
+
+def test_a_record_whose_context_json_cannot_hold_is_refused_alone_or_in_a_batch() -> None:
+    bad = UsageRecord("c", "s", "r", 0, {"n": 1}, context={"at": datetime.datetime(2026, 1, 1)})
+    with pytest.raises(TypeError):
+        encode_record(bad)
+    with pytest.raises(TypeError):
+        encode_records([UsageRecord("c", "s", "ok", 0, {"n": 1}), bad])
+    nan = UsageRecord("c", "s", "r", 0, {"n": math.nan})
+    with pytest.raises(ValueError, match="Out of range float"):
+        encode_record(nan)

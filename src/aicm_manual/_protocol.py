@@ -93,7 +93,15 @@ def _as_text(value: Any) -> Any:
 
 def encode_record(record: UsageRecord) -> bytes:
     """One record as compact JSON; raises ValueError/TypeError for data JSON cannot hold."""
-    return encode_json(record.to_wire())
+    if _plain_record(record):
+        return to_json(record.to_wire())
+    return _encoder.encode(record.to_wire()).encode()
+
+
+def _plain_record(record: UsageRecord) -> bool:
+    # The builder checks that ids are strings and formats the timestamp itself: only the
+    # caller's usage and context can hold what the policy refuses.
+    return _plain(record.usage) and (record.context is None or _plain(record.context))
 
 
 def encode_batch(bodies: Sequence[bytes]) -> bytes:
@@ -103,7 +111,10 @@ def encode_batch(bodies: Sequence[bytes]) -> bytes:
 
 def encode_records(records: Sequence[UsageRecord]) -> bytes:
     """A request body from records, encoded in one call (cheaper per record)."""
-    return b'{"tracked":' + encode_json([r.to_wire() for r in records]) + b"}"
+    wire = [r.to_wire() for r in records]
+    if all(_plain_record(r) for r in records):
+        return b'{"tracked":' + to_json(wire) + b"}"
+    return b'{"tracked":' + _encoder.encode(wire).encode() + b"}"
 
 
 @dataclass(frozen=True, slots=True)
