@@ -67,8 +67,7 @@ class Outcomes:
     def _complete(self, job: Job, exchange: Exchange, threaded: bool) -> None:
         """Account for one answered request (on the worker thread)."""
         state, entries = job.state, job.entries
-        state.busy = False
-        state.inflight = []
+        state.out = [j for j in state.out if j is not job]
         ready, state.ready = state.ready, None
         self.health_counts.request()
         now = self._clock()
@@ -89,7 +88,8 @@ class Outcomes:
                     exchange.ms,
                 )
             # Logged first: a flush may return as soon as the records are settled.
-            self._settle(state, entries, exchange.outcomes, exchange.all_delivered)
+            current = job.epoch == state.epoch
+            self._settle(state, entries, exchange.outcomes, exchange.all_delivered, current)
             if ready is not None:
                 if threaded and state.next_attempt <= now and not self._stop_waiting():
                     self._dispatch(ready)  # encoded while this one was out: no gap
@@ -106,6 +106,13 @@ class Outcomes:
             error,
             exchange.ms,
         )
+        if job.epoch != state.epoch:
+            # Sent alongside a request that failed since: its records wait with the
+            # lane's, and the lane's backoff, halving and hunt count one failure.
+            self.health_counts.retried(len(entries), error)
+            self._retry_later(state, entries, max(state.next_attempt, now))
+            return
+        state.epoch += 1
         state.last_error = error
         if status in (400, 413) and len(entries) > 1:
             # Too large, or one bad record refusing the batch: halve and try again.
@@ -200,6 +207,7 @@ class Outcomes:
         entries: list[QueuedRecord],
         outcomes: list[Outcome],
         all_delivered: bool = False,
+        current: bool = True,
     ) -> None:
         delivered: list[QueuedRecord] = entries
         rejected: list[tuple[QueuedRecord, str]] = []
@@ -210,15 +218,16 @@ class Outcomes:
                 for e, o in zip(entries, outcomes, strict=True)
                 if not o.delivered
             ]
-        state.attempts = 0
-        state.failing_since = None
-        state.parked = False
-        state.next_attempt = 0.0
-        if state.hunting:
-            state.hunt_ok = True
-            self._hunted(state, len(entries))
-        else:  # the batch size grows back after a 400/413 halved it
-            state.batch_limit = min(self._batch_size, state.batch_limit * 2)
+        if current:  # not an answer to a request sent before the lane's last failure
+            state.attempts = 0
+            state.failing_since = None
+            state.parked = False
+            state.next_attempt = 0.0
+            if state.hunting:
+                state.hunt_ok = True
+                self._hunted(state, len(entries))
+            else:  # the batch size grows back after a 400/413 halved it
+                state.batch_limit = min(self._batch_size, state.batch_limit * 2)
         self.health_counts.sent(len(delivered), len(rejected), self._wall())
         self._finish(state, delivered, rejected, counted=True)
 

@@ -105,13 +105,22 @@ class KeyState:
     last_error: str | None = None
     delivered: int = 0
     rejected: int = 0
-    inflight: list[QueuedRecord] = field(default_factory=list)  # the batch being sent
-    busy: bool = False  # its request is out on a sender thread
-    ready: Job | None = None  # the next batch, encoded while the request is out
+    out: list[Job] = field(default_factory=list)  # requests out on sender threads
+    epoch: int = 0  # whole-request failures so far: an answer to a request sent before
+    # the latest failure settles its records but leaves the lane's retry state alone
+    ready: Job | None = None  # the next batch, encoded while requests are out
     memory: int = 0  # memory records of this route not yet settled (pending or in flight)
     hunting: bool = False  # bisecting a batch the collector keeps failing with a 5xx
     hunt_ok: bool = False  # a part of it went through: the collector itself works
     hunt_left: int = 0  # records of the suspect batch not yet settled
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.out)
+
+    @property
+    def inflight(self) -> list[QueuedRecord]:
+        return [e for job in list(self.out) for e in job.entries]
 
     @property
     def target(self) -> Target:
@@ -129,6 +138,7 @@ class Job:
     state: KeyState
     entries: list[QueuedRecord]
     body: bytes
+    epoch: int = 0  # the lane's epoch when it was sent
 
 
 def wire_of(entry: QueuedRecord) -> dict[str, Any]:

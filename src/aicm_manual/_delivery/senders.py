@@ -4,10 +4,10 @@
     pool.submit(job)      # runs job() on an idle sender thread, starting one if needed
 
 The worker thread schedules, encodes and settles; only the exchange itself (``Sender.post``)
-runs here, one request per (endpoint, key) lane at a time. A collector that accepts a
-connection and never answers then holds one sender thread for its lane's ``timeout``,
-never the worker, so every other lane keeps moving. Threads start on demand, up to
-``limit`` (requests beyond it wait for a free thread), and live as daemons.
+runs here, at most two requests per (endpoint, key) lane at a time. A collector that
+accepts a connection and never answers then holds its lane's sender threads for its
+``timeout``, never the worker, so every other lane keeps moving. Threads start on demand,
+up to ``limit`` (requests beyond it wait for a free thread), and live as daemons.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from .queued import log
 
-SENDER_THREADS = 8  # requests in flight at once, each for a different (endpoint, key)
+SENDER_THREADS = 16  # requests in flight at once: 8 lanes hung at two requests each
 
 
 class SenderPool:
