@@ -94,13 +94,8 @@ class Worker(Outcomes):
             return  # close() stopped waiting: start nothing new
         for state in list(self._states.values()):
             if state.busy:
-                if threaded and self._steady(state) and self._due(state, now, flushing):
-                    if len(state.out) < PIPELINE:
-                        job, state.ready = state.ready or self._prepare(state), None
-                        if job is not None:
-                            self._dispatch(job)
-                    if state.ready is None and self._steady(state):
-                        state.ready = self._prepare(state)
+                if threaded:
+                    self._fill(state, now, flushing)
                 continue
             while state.pending and state.next_attempt <= now:
                 if not self._due(state, now, flushing):
@@ -110,8 +105,7 @@ class Worker(Outcomes):
                     continue
                 if threaded:
                     self._dispatch(job)
-                    if self._steady(state) and self._due(state, now, flushing):
-                        state.ready = self._prepare(state)  # while the request is out
+                    self._fill(state, now, flushing)
                     break
                 job.epoch = state.epoch
                 self._complete(job, self._post(job), threaded=False)
@@ -127,15 +121,22 @@ class Worker(Outcomes):
         first = state.first_pending_at
         return first is not None and now - first >= self.settings.batch_interval
 
-    def _steady(self, state: KeyState) -> bool:
-        """Whether the lane's next batch may be encoded before the current one is answered:
-        only while nothing fails, so batch halving and poison hunts see one batch at once."""
-        return (
-            state.attempts == 0
-            and not state.hunting
-            and state.batch_limit >= self._batch_size
-            and bool(state.pending)
-        )
+    def _fill(self, state: KeyState, now: float, flushing: bool) -> None:
+        """While the lane delivers without failures: up to PIPELINE requests out, and its
+        next batch encoded meanwhile (so batch halving and poison hunts see one batch)."""
+        if state.attempts or state.hunting or state.batch_limit < self._batch_size:
+            return
+        while len(state.out) < PIPELINE:
+            job, state.ready = state.ready, None
+            if job is None:
+                if not (state.pending and self._due(state, now, flushing)):
+                    return
+                job = self._prepare(state)
+                if job is None:
+                    return
+            self._dispatch(job)
+        if state.ready is None and state.pending and self._due(state, now, flushing):
+            state.ready = self._prepare(state)
 
     def _dispatch(self, job: Job) -> None:
         state = job.state
