@@ -249,3 +249,19 @@ def test_a_spool_of_schema_1_can_be_inspected_without_changing_it(tmp_path: Path
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
     assert "inbox" not in names
+
+
+def test_take_in_without_waiting_gives_up_while_another_connection_writes(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path / "s.db")
+    fill(spool, 3)
+    other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+    try:
+        assert spool.take_in(10, wait=False) == 0
+        assert spool.count() == 3  # reads still work, with the normal busy timeout back
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert spool.take_in(10, wait=False) == 3

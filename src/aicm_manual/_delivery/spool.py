@@ -173,16 +173,28 @@ class Spool(SpoolAdmin):
         if wait:
             moved: int = self._transaction(lambda db: self._move(db, limit))
             return moved
-        self._run(lambda db: db.execute("PRAGMA busy_timeout=0"))
-        try:
-            moved = self._transaction(lambda db: self._move(db, limit))
-        except SpoolError as exc:
-            if not _is_locked(exc.__cause__ or exc):
+
+        def try_once(db: sqlite3.Connection) -> int:
+            # Under the one lock: no other statement of this connection runs without a wait.
+            db.execute("PRAGMA busy_timeout=0")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_locked(exc):
+                    return 0
                 raise
-            return 0
-        finally:
-            self._run(lambda db: db.execute(f"PRAGMA busy_timeout={_BUSY_MS}"))
-        return moved
+            finally:
+                db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+            try:
+                n = self._move(db, limit)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return n
+
+        taken: int = self._run(try_once)
+        return taken
 
     def _move(self, db: sqlite3.Connection, limit: int) -> int:
         """take_in's statements, inside the caller's write transaction."""
