@@ -70,27 +70,29 @@ _BUCKET_START = {
 
 # One statement stores a batch and moves its rollups, committed on its own (no BEGIN,
 # COMMIT or round trip between the parts, and the hot rollup rows stay locked only until
-# it ends). Ids are drawn in arrival order (u), so that storage order follows arrival, but
-# rows are inserted sorted by key; the rollup deltas are summed from what was inserted,
-# then taken in key order (the daily rows before the totals, which wait on them): one
-# global lock order, so concurrent batches cannot deadlock. The answer is one character
-# per offered row, in arrival order: 1 inserted, 0 already stored.
+# it ends). Rows come sorted by key and are inserted in that order; their ids are drawn
+# first, ascending, and handed out by arrival rank, so that storage order follows arrival.
+# The rollup deltas are summed from what was inserted, then taken in key order (the daily
+# rows before the totals, which wait on them): one global lock order, so concurrent
+# batches cannot deadlock. The answer is one character per offered row, in arrival
+# order: 1 inserted, 0 already stored.
 _DAY = "86400000000"
 _INGEST = f"""
-    WITH u AS MATERIALIZED (
-        SELECT nextval(%s::regclass) AS id, u.*
-        FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
-            %b::text[], %b::bytea[], %b::bytea[], %b::text[], %b::bigint[], %b::text[],
-            %b::text[]) WITH ORDINALITY
-            AS u(tenant, config_id, service_id, response_id, timestamp_us, customer, usage,
-                context, payload_hash, cost_nanos, currency, price_source, n)
+    WITH ids AS MATERIALIZED (
+        SELECT array_agg(v ORDER BY v) AS a
+        FROM (SELECT nextval(%s::regclass) AS v FROM generate_series(1, %s::int)) AS s
     ), ins AS (
         INSERT INTO events (id, tenant, config_id, service_id, response_id, timestamp_us,
             received_us, client_customer_key, usage, context, payload_hash, cost_nanos,
             currency, price_source)
-        SELECT id, tenant, config_id, service_id, response_id, timestamp_us, %b::bigint,
-            customer, usage, context, payload_hash, cost_nanos, currency, price_source
-        FROM u ORDER BY tenant COLLATE "C", service_id COLLATE "C", response_id COLLATE "C"
+        SELECT ids.a[u.rank], u.tenant, u.config_id, u.service_id, u.response_id,
+            u.timestamp_us, %b::bigint, u.customer, u.usage, u.context, u.payload_hash,
+            u.cost_nanos, u.currency, u.price_source
+        FROM ids, unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::text[],
+            %b::bigint[], %b::text[], %b::bytea[], %b::bytea[], %b::text[], %b::bigint[],
+            %b::text[], %b::text[])
+            AS u(rank, tenant, config_id, service_id, response_id, timestamp_us, customer,
+                usage, context, payload_hash, cost_nanos, currency, price_source)
         ON CONFLICT (tenant, service_id, response_id) DO NOTHING
         RETURNING id, tenant, timestamp_us, client_customer_key, service_id, currency,
             cost_nanos
@@ -126,8 +128,9 @@ _INGEST = f"""
             cost_rem = t.cost_rem + excluded.cost_rem,
             unpriced = t.unpriced + excluded.unpriced
     )
-    SELECT string_agg(CASE WHEN ins.id IS NULL THEN '0' ELSE '1' END, '' ORDER BY u.n)
-    FROM u LEFT JOIN ins USING (id)
+    SELECT string_agg(CASE WHEN ins.id IS NULL THEN '0' ELSE '1' END, '' ORDER BY x.rank)
+    FROM ids CROSS JOIN LATERAL unnest(ids.a) WITH ORDINALITY AS x(id, rank)
+    LEFT JOIN ins ON ins.id = x.id
 """
 _STORED_HASHES = """
     SELECT e.tenant, e.service_id, e.response_id, e.payload_hash
@@ -230,12 +233,15 @@ class PostgresStorage(LedgerReports):
         first: dict[_Key, int] = {}  # only a key's first occurrence is offered for insert
         for n, key in enumerate(keys):
             first.setdefault(key, n)
-        offered = events if len(first) == len(events) else [events[n] for n in first.values()]
-        row = conn.execute(_INGEST, (self._sequence, *_columns(offered), received)).fetchone()
+        offered = list(first.values())  # in arrival order; rank r is offered[r - 1]
+        order = sorted(range(len(offered)), key=lambda r: keys[offered[r]])  # lock order
+        rows = [events[offered[r]] for r in order]
+        args = (self._sequence, len(rows), received, [r + 1 for r in order], *_columns(rows))
+        row = conn.execute(_INGEST, args).fetchone()
         mask: str = (row[0] if row is not None else None) or ""
         if len(mask) == len(events) and "0" not in mask:
             return ["accepted"] * len(events)
-        accepted = {n for n, flag in zip(first.values(), mask, strict=True) if flag == "1"}
+        accepted = {n for n, flag in zip(offered, mask, strict=True) if flag == "1"}
         # What another process committed is visible: ON CONFLICT waited for it, and this
         # query has a snapshot of its own.
         other = sorted({k for n, k in enumerate(keys) if n not in accepted})
