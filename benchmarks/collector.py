@@ -16,7 +16,10 @@
    URL as ``?options=-csearch_path%3D<schema>``), the load split across both; then the
    same batches posted to both at once, checking that every record is stored once. Beside
    it: raw ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` and
-   ``PostgresStorage.ingest`` in-process. Scratch schemas are dropped at the end.
+   ``PostgresStorage.ingest`` in-process. The CPU seconds each part used are printed (the
+   collectors, the load generator, and the database backends, found by their
+   ``application_name``; the database must run on this machine for those): on a small
+   machine they share its cores. Scratch schemas are dropped at the end.
 3. Pricing per record: unit, genai-prices fast path, genai-prices ``calc_price`` path.
 4. ``GET /api/v1/costs/summary?group_by=client_customer_key`` over ``--summary-events``
    events in SQLite, timed ``--summary-requests`` times per window over HTTP. The events
