@@ -16,7 +16,10 @@
    URL as ``?options=-csearch_path%3D<schema>``), the load split across both; then the
    same batches posted to both at once, checking that every record is stored once. Beside
    it: raw ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` and
-   ``PostgresStorage.ingest`` in-process. Scratch schemas are dropped at the end.
+   ``PostgresStorage.ingest`` in-process. The CPU seconds each part used are printed (the
+   collectors, the load generator, and the database backends, found by their
+   ``application_name``; the database must run on this machine for those): on a small
+   machine they share its cores. Scratch schemas are dropped at the end.
 3. Pricing per record: unit, genai-prices fast path, genai-prices ``calc_price`` path.
 4. ``GET /api/v1/costs/summary?group_by=client_customer_key`` over ``--summary-events``
    events in SQLite, timed ``--summary-requests`` times per window over HTTP. The events
@@ -343,6 +346,29 @@ def others_cores(before: tuple[float, int, int], after: tuple[float, int, int]) 
     return max(0.0, ticks / os.sysconf("SC_CLK_TCK") / seconds) if seconds > 0 else 0.0
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends_cpu(admin: Any, application: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving ``application`` (same machine only)."""
+    rows = admin.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application,)
+    ).fetchall()
+    out = {}
+    for (pid,) in rows:
+        with contextlib.suppress(OSError):  # ended meanwhile, or the server is elsewhere
+            out[pid] = process_cpu(pid)
+    return out
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """What those backends used between two readings (one started since counts whole)."""
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+
+
 def summary_events(url: str) -> int:
     import requests
 
@@ -539,10 +565,25 @@ def phase_postgres(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     try:
         out["server_version"] = admin.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schemas["served"])))
-        url = pg_url(args.pg_url, schemas["served"])
+        app = f"{tag}_served"  # names the collectors' backends, whose CPU is read
+        url = pg_url(args.pg_url, schemas["served"]) + f"&application_name={app}"
         events_table = sql.Identifier(schemas["served"], "events")
         with collectors([url, url], tmp) as urls:
+            pids = [SERVED_PIDS[u] for u in urls]
+            cpu0 = ([process_cpu(p) for p in pids], os.times(), backends_cpu(admin, app))
+            machine = cpu_use(pids)
             out["load"] = run_load(urls, 2, args.records, args, tmp, "split")
+            cpu1 = ([process_cpu(p) for p in pids], os.times(), backends_cpu(admin, app))
+            elsewhere = others_cores(machine, cpu_use(pids))  # the backends count here
+            out["cpu"] = {
+                "collectors": [b - a for a, b in zip(cpu0[0], cpu1[0], strict=True)],
+                "load_generator": (cpu1[1].children_user + cpu1[1].children_system)
+                - (cpu0[1].children_user + cpu0[1].children_system),
+                "database": cpu_since(cpu0[2], cpu1[2]),
+                "loadavg": float(Path("/proc/loadavg").read_text().split()[0]),
+            }
+            seconds = out["load"].get("elapsed_s") or 1.0
+            out["cpu"]["others_cores"] = max(0.0, elsewhere - out["cpu"]["database"] / seconds)
             count = sql.SQL("SELECT count(*), count(DISTINCT (tenant, service_id, response_id))")
             query = count + sql.SQL(" FROM {}").format(events_table)
             out["stored"], out["distinct"] = admin.execute(query).fetchone()  # type: ignore[misc]
@@ -552,7 +593,7 @@ def phase_postgres(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             out["mirror_distinct_after"] = distinct
             out["mirror_rows_after"] = after
         events = prepared_events(2, args.records, args)
-        out["layers"] = postgres_layers(events, args, schemas)
+        out["layers"] = postgres_layers(events, args, schemas, admin, tag)
     finally:
         for schema in schemas.values():
             admin.execute(
@@ -567,7 +608,7 @@ def phase_postgres(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def postgres_layers(
-    events: list[Any], args: argparse.Namespace, schemas: dict[str, str]
+    events: list[Any], args: argparse.Namespace, schemas: dict[str, str], admin: Any, tag: str
 ) -> list[dict[str, Any]]:
     import psycopg
     from psycopg import sql
@@ -589,21 +630,34 @@ def postgres_layers(
     local = threading.local()
     conns: list[Any] = []
 
+    app = f"{tag}_raw"
+
     def unnest(cols: list[list[Any]]) -> None:
         conn = getattr(local, "conn", None)
         if conn is None:
-            conn = local.conn = psycopg.connect(args.pg_url, autocommit=True)
+            conn = local.conn = psycopg.connect(args.pg_url, autocommit=True, application_name=app)
             conns.append(conn)
         conn.execute(insert, cols)
 
-    n, s = timed_batches(columns, unnest, args.raw_max_s, threads=2)
+    def measured(label: str, fn: Callable[[Any], Any], work: Sequence[Any]) -> None:
+        before = (time.process_time(), backends_cpu(admin, app))
+        n, s = timed_batches(work, fn, args.raw_max_s, threads=2)
+        row = layer(label, n, s, batches)
+        row["cpu"] = {
+            "python": time.process_time() - before[0],
+            "database": cpu_since(before[1], backends_cpu(admin, app)),
+        }
+        out.append(row)
+
+    measured("raw INSERT .. unnest ON CONFLICT, 2 connections", unnest, columns)
     for conn in conns:
         conn.close()
-    out.append(layer("raw INSERT .. unnest ON CONFLICT, 2 connections", n, s, batches))
-
-    storage = PostgresStorage(args.pg_url, schema=schemas["direct"])
-    n, s = timed_batches(batches, storage.ingest, args.raw_max_s, threads=2)
-    out.append(layer("PostgresStorage.ingest, 2 callers (no HTTP)", n, s, batches))
+    app = f"{tag}_direct"
+    storage = PostgresStorage(
+        f"{args.pg_url}{'&' if '?' in args.pg_url else '?'}application_name={app}",
+        schema=schemas["direct"],
+    )
+    measured("PostgresStorage.ingest, 2 callers (no HTTP)", storage.ingest, batches)
     storage.close()
     return out
 
@@ -1327,6 +1381,22 @@ def report_postgres(res: dict[str, Any], args: argparse.Namespace) -> dict[str, 
         f" statuses {load['statuses']}; client errors {load['error_count']}"
     )
     print(f"stored: {res['stored']:,} rows, {res['distinct']:,} distinct keys")
+    cpu = res.get("cpu")
+    if cpu is not None:  # the machine's cores are shared by all of these during the load
+        used = sum(cpu["collectors"]) + cpu["load_generator"] + cpu["database"]
+        each = " + ".join(f"{c:.2f}" for c in cpu["collectors"])
+        print(
+            f"CPU s during the served load: collectors {each},"
+            f" load generator {cpu['load_generator']:.2f}, database backends {cpu['database']:.2f}"
+            f" = {used:.2f} s in {load['elapsed_s']:.2f} s ({used / load['elapsed_s']:.2f} cores;"
+            f" other processes {cpu['others_cores']:.2f} cores, load average {cpu['loadavg']:.2f});"
+            + "".join(
+                f" {la['label'].split(',')[0]}: database {la['cpu']['database']:.2f},"
+                f" this process {la['cpu']['python']:.2f};"
+                for la in res["layers"]
+                if "cpu" in la
+            )
+        )
     mirror = res["mirror"]
     out: dict[str, Any] = {"served": served, "raw": raw_rate, "p99": pct(lat, 99)}
     if "fatal" in mirror:

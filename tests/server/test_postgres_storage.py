@@ -186,3 +186,63 @@ def test_concurrent_ingests_of_overlapping_batches_store_each_record_once(
     assert statuses.count("accepted") == 40
     [row] = pg.cost_summary("tenant-a", "client_customer_key", None, None)
     assert (row.events, row.cost_nanos) == (40, 40_000)
+
+
+def test_rollups_summed_in_sql_match_the_python_deltas(
+    postgres_url: str,  # noqa: F811
+    pg: PostgresStorage,
+) -> None:
+    """The ingest statement sums the rollups itself: its daily and total rows equal what
+    rollup_deltas and total_deltas give for the accepted events, with days floored as
+    Python floors them (before 1970 and at both ends of the 64-bit range), customers and
+    currencies missing, unpriced and negative costs, and keys repeated within and across
+    batches."""
+    import random
+
+    from psycopg import sql
+
+    from aicm_manual.server._storage.protocol import US_PER_DAY, NewEvent, rollup_deltas
+    from aicm_manual.server._storage.totals import total_deltas
+
+    def daily_rows(events: list[NewEvent]) -> list[tuple[object, ...]]:
+        return sorted(
+            (tenant, *key, n, cost, unpriced)
+            for tenant in ("tenant-a", "tenant-b")
+            for key, n, cost, unpriced in rollup_deltas([e for e in events if e.tenant == tenant])
+        )
+
+    rng = random.Random(7)
+    totals: dict[tuple[object, ...], list[int]] = {}  # each batch's deltas, as ingest adds them
+    edges = [-(2**63), -(2**63) + 1, -US_PER_DAY - 1, -US_PER_DAY, -1, 0, 1, 2**63 - 1]
+    accepted = []
+    for batch in range(6):
+        events = []
+        for n in range(60):
+            cost = rng.choice([None, 0, 1, 999_999_999, 1_000_000_001, -1_500_000_000])
+            events.append(
+                ev(
+                    f"r{rng.randrange(200)}",
+                    tenant=rng.choice(["tenant-a", "tenant-b"]),
+                    service=rng.choice(["openai::gpt-4o", "x::y"]),
+                    at=rng.choice(edges) if n % 3 == 0 else rng.randrange(-(10**15), 10**15),
+                    customer=rng.choice([None, "acme", "globex"]),
+                    cost=cost,
+                    currency=rng.choice(["USD", "EUR"]),
+                    usage=b'{"batch": %d}' % batch,
+                )
+            )
+        statuses = pg.ingest(events)
+        new = [e for e, s in zip(events, statuses, strict=True) if s == "accepted"]
+        for *key, n, units, rem, unpriced in total_deltas(daily_rows(new)):
+            row = totals.setdefault(tuple(key), [0, 0, 0, 0])
+            for i, value in enumerate((n, units, rem, unpriced)):
+                row[i] += value
+        accepted += new
+        assert set(statuses) <= {"accepted", "duplicate", "conflict"}
+    assert 200 < len(accepted) < 400
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg._schema or "")))
+        stored_daily = conn.execute("SELECT * FROM rollups_daily ORDER BY 1, 2, 3, 4, 5").fetchall()
+        stored_total = conn.execute("SELECT * FROM rollups_total ORDER BY 1, 2, 3, 4").fetchall()
+    assert stored_daily == daily_rows(accepted)
+    assert stored_total == [(*key, *row) for key, row in sorted(totals.items())]

@@ -45,13 +45,11 @@ from .protocol import (
     UsageRow,
     event_window,
     isolate,
-    rollup_deltas,
     split_nanos,
     translating,
     whole_days,
 )
 from .reports import LedgerReports
-from .totals import total_deltas
 
 _T = TypeVar("_T")
 _Key = tuple[str, str, str]  # (tenant, service_id, response_id): what makes a record unique
@@ -70,46 +68,74 @@ _BUCKET_START = {
     " to_timestamp(timestamp_us / 1000000) AT TIME ZONE 'UTC'))::bigint * 1000000",
 }
 
-# The id is allocated first (in batch order) so that storage order follows arrival order
-# even though rows are inserted sorted by key.
-_INSERT_EVENTS = """
-    INSERT INTO events (id, tenant, config_id, service_id, response_id, timestamp_us,
-        received_us, client_customer_key, usage, context, payload_hash, cost_nanos, currency,
-        price_source)
-    SELECT u.id, u.tenant, u.config_id, u.service_id, u.response_id, u.timestamp_us,
-        %b::bigint, u.customer, u.usage, u.context, u.payload_hash, u.cost_nanos, u.currency,
-        u.price_source
-    FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
-        %b::text[], %b::bytea[], %b::bytea[], %b::text[], %b::bigint[], %b::text[], %b::text[])
-        AS u(id, tenant, config_id, service_id, response_id, timestamp_us, customer, usage,
-            context, payload_hash, cost_nanos, currency, price_source)
-    ON CONFLICT (tenant, service_id, response_id) DO NOTHING
-    RETURNING id
+# One statement stores a batch and moves its rollups, committed on its own (no BEGIN,
+# COMMIT or round trip between the parts, and the hot rollup rows stay locked only until
+# it ends). Rows come sorted by key and are inserted in that order; their ids are drawn
+# first, ascending, and handed out by arrival rank, so that storage order follows arrival.
+# The rollup deltas are summed from what was inserted, then taken in key order (the daily
+# rows before the totals, which wait on them): one global lock order, so concurrent
+# batches cannot deadlock. The answer is one character per offered row, in arrival
+# order: 1 inserted, 0 already stored.
+_DAY = "86400000000"
+_INGEST = f"""
+    WITH ids AS MATERIALIZED (
+        SELECT array_agg(v ORDER BY v) AS a
+        FROM (SELECT nextval(%s::regclass) AS v FROM generate_series(1, %s::int)) AS s
+    ), ins AS (
+        INSERT INTO events (id, tenant, config_id, service_id, response_id, timestamp_us,
+            received_us, client_customer_key, usage, context, payload_hash, cost_nanos,
+            currency, price_source)
+        SELECT ids.a[u.rank], u.tenant, u.config_id, u.service_id, u.response_id,
+            u.timestamp_us, %b::bigint, u.customer, u.usage, u.context, u.payload_hash,
+            u.cost_nanos, u.currency, u.price_source
+        FROM ids, unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::text[],
+            %b::bigint[], %b::text[], %b::bytea[], %b::bytea[], %b::text[], %b::bigint[],
+            %b::text[], %b::text[])
+            AS u(rank, tenant, config_id, service_id, response_id, timestamp_us, customer,
+                usage, context, payload_hash, cost_nanos, currency, price_source)
+        ON CONFLICT (tenant, service_id, response_id) DO NOTHING
+        RETURNING id, tenant, timestamp_us, client_customer_key, service_id, currency,
+            cost_nanos
+    ), d AS (
+        SELECT tenant,
+            CASE WHEN timestamp_us >= 0 THEN timestamp_us / {_DAY}
+                ELSE (timestamp_us + 1) / {_DAY} - 1 END AS day,  -- floor, as Python's //
+            coalesce(client_customer_key, '') AS customer, service_id,
+            CASE WHEN cost_nanos IS NULL THEN '' ELSE coalesce(currency, '') END AS currency,
+            count(*) AS events,
+            coalesce(sum(cost_nanos), 0)::bigint AS cost,  -- past 64 bits: out of range
+            count(*) - count(cost_nanos) AS unpriced
+        FROM ins GROUP BY 1, 2, 3, 4, 5
+    ), daily AS (
+        INSERT INTO rollups_daily AS r
+        SELECT * FROM d ORDER BY tenant, day, customer, service_id, currency
+        ON CONFLICT (tenant, day, client_customer_key, service_id, currency) DO UPDATE SET
+            events = r.events + excluded.events,
+            cost_nanos = r.cost_nanos + excluded.cost_nanos,
+            unpriced = r.unpriced + excluded.unpriced
+        RETURNING 1
+    ), total AS (
+        INSERT INTO rollups_total AS t
+        SELECT tenant, customer, service_id, currency, sum(events),
+            sum(cost / 1000000000), sum(cost %% 1000000000), sum(unpriced)  -- totals.split_cost
+        FROM d
+        WHERE (SELECT count(*) FROM daily) >= 0  -- the daily rows are locked first
+        GROUP BY tenant, customer, service_id, currency
+        ORDER BY tenant, customer, service_id, currency
+        ON CONFLICT (tenant, client_customer_key, service_id, currency) DO UPDATE SET
+            events = t.events + excluded.events,
+            cost_units = t.cost_units + excluded.cost_units,
+            cost_rem = t.cost_rem + excluded.cost_rem,
+            unpriced = t.unpriced + excluded.unpriced
+    )
+    SELECT string_agg(CASE WHEN ins.id IS NULL THEN '0' ELSE '1' END, '' ORDER BY x.rank)
+    FROM ids CROSS JOIN LATERAL unnest(ids.a) WITH ORDINALITY AS x(id, rank)
+    LEFT JOIN ins ON ins.id = x.id
 """
 _STORED_HASHES = """
     SELECT e.tenant, e.service_id, e.response_id, e.payload_hash
     FROM unnest(%b::text[], %b::text[], %b::text[]) AS k(tenant, service_id, response_id)
     JOIN events AS e USING (tenant, service_id, response_id)
-"""
-_ADD_ROLLUPS = """
-    INSERT INTO rollups_daily AS r
-    SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[],
-        %b::bigint[], %b::bigint[], %b::bigint[])
-    ON CONFLICT (tenant, day, client_customer_key, service_id, currency) DO UPDATE SET
-        events = r.events + excluded.events,
-        cost_nanos = r.cost_nanos + excluded.cost_nanos,
-        unpriced = r.unpriced + excluded.unpriced
-"""
-
-_ADD_TOTALS = """
-    INSERT INTO rollups_total AS t
-    SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
-        %b::bigint[], %b::bigint[], %b::bigint[])
-    ON CONFLICT (tenant, client_customer_key, service_id, currency) DO UPDATE SET
-        events = t.events + excluded.events,
-        cost_units = t.cost_units + excluded.cost_units,
-        cost_rem = t.cost_rem + excluded.cost_rem,
-        unpriced = t.unpriced + excluded.unpriced
 """
 
 
@@ -207,33 +233,20 @@ class PostgresStorage(LedgerReports):
         first: dict[_Key, int] = {}  # only a key's first occurrence is offered for insert
         for n, key in enumerate(keys):
             first.setdefault(key, n)
-        by_key = sorted(first.items())  # the lock order every process follows
-        # Pipelined: the rollup upserts and the COMMIT go out together, so the hot rollup
-        # rows every batch updates stay locked for one round trip, not three (and not
-        # while this process's event loop holds the GIL between them).
-        with conn.pipeline(), conn.transaction():
-            allocated = conn.execute(
-                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
-                (self._sequence, len(first)),
-            ).fetchall()
-            id_of = dict(zip(first.values(), sorted(v for (v,) in allocated), strict=True))
-            rows = [events[n] for _, n in by_key]
-            ids = [id_of[n] for _, n in by_key]
-            inserted = {
-                v for (v,) in conn.execute(_INSERT_EVENTS, (received, ids, *_columns(rows)))
-            }
-            accepted = {n for n in first.values() if id_of[n] in inserted}
-            stored: dict[_Key, str] = {}
-            if len(accepted) < len(events):
-                # What another process committed is visible: ON CONFLICT waited for it.
-                other = sorted({k for n, k in enumerate(keys) if n not in accepted})
-                found = conn.execute(_STORED_HASHES, [[k[i] for k in other] for i in range(3)])
-                stored = {(t, s, r): h for t, s, r, h in found}
-            if accepted:
-                daily = _rollup_rows([events[n] for n in sorted(accepted)])
-                totals = total_deltas(daily)  # after the daily rows: one lock order
-                conn.execute(_ADD_ROLLUPS, [list(c) for c in zip(*daily, strict=True)])
-                conn.execute(_ADD_TOTALS, [list(c) for c in zip(*totals, strict=True)])
+        offered = list(first.values())  # in arrival order; rank r is offered[r - 1]
+        order = sorted(range(len(offered)), key=lambda r: keys[offered[r]])  # lock order
+        rows = [events[offered[r]] for r in order]
+        args = (self._sequence, len(rows), received, [r + 1 for r in order], *_columns(rows))
+        row = conn.execute(_INGEST, args).fetchone()
+        mask: str = (row[0] if row is not None else None) or ""
+        if len(mask) == len(events) and "0" not in mask:
+            return ["accepted"] * len(events)
+        accepted = {n for n, flag in zip(offered, mask, strict=True) if flag == "1"}
+        # What another process committed is visible: ON CONFLICT waited for it, and this
+        # query has a snapshot of its own.
+        other = sorted({k for n, k in enumerate(keys) if n not in accepted})
+        found = conn.execute(_STORED_HASHES, [[k[i] for k in other] for i in range(3)])
+        stored: dict[_Key, str] = {(t, s, r): h for t, s, r, h in found}
         return [
             "accepted"
             if n in accepted
@@ -399,17 +412,4 @@ def _columns(rows: Sequence[NewEvent]) -> list[list[Any]]:
         [e.cost_nanos for e in rows],
         [e.currency for e in rows],
         [e.price_source for e in rows],
-    ]
-
-
-def _rollup_rows(
-    accepted: Sequence[NewEvent],
-) -> list[tuple[str, int, str, str, str, int, int, int]]:
-    by_tenant: dict[str, list[NewEvent]] = {}
-    for e in accepted:
-        by_tenant.setdefault(e.tenant, []).append(e)
-    return [
-        (tenant, *key, n, cost, unpriced)
-        for tenant in sorted(by_tenant)  # with rollup_deltas' order: one global lock order
-        for key, n, cost, unpriced in rollup_deltas(by_tenant[tenant])
     ]
