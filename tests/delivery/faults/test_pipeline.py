@@ -68,7 +68,9 @@ def test_a_success_sent_before_a_failure_keeps_the_failures_retry_after(
     with lock:
         sent = len(calls)
     assert sent == 2, f"{sent} requests: the 503's batch was resent before its Retry-After"
-    assert collector.ids_for("sk-a") == set(ids[1000:])
+    # Either batch may reach the collector first: the one answered 200 is stored.
+    assert collector.ids_for("sk-a") == set(calls[1])
+    assert set(calls[0]) | set(calls[1]) == set(ids)
     [lane] = get_global_delivery_health()["per_key"].values()
     assert lane["backoff_remaining_s"] > 20, lane
     assert lane["pending"] == 1000
