@@ -124,8 +124,14 @@ class Worker(Outcomes):
     def _fill(self, state: KeyState, now: float, flushing: bool) -> None:
         """While the lane delivers without failures: up to PIPELINE requests out, and its
         next batch encoded meanwhile (so batch halving and poison hunts see one batch)."""
-        if state.attempts or state.hunting or state.batch_limit < self._batch_size:
-            return
+        if (
+            state.attempts
+            or state.hunting
+            or state.parked
+            or state.next_attempt > now
+            or state.batch_limit < self._batch_size
+        ):
+            return  # a failure since (backoff, a refused key, halving, a poison hunt)
         while len(state.out) < PIPELINE:
             job, state.ready = state.ready, None
             if job is None:

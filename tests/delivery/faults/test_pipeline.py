@@ -74,3 +74,34 @@ def test_a_success_sent_before_a_failure_keeps_the_failures_retry_after(
     [lane] = get_global_delivery_health()["per_key"].values()
     assert lane["backoff_remaining_s"] > 20, lane
     assert lane["pending"] == 1000
+
+
+def test_a_refused_key_sends_nothing_more_while_its_other_request_is_out(
+    schemas_dir: Path, collector: Collector
+) -> None:
+    """Request 1 is refused (401) at once; request 2, out at the same time, is answered 200
+    after 0.8 s. The parked lane must not send its third batch meanwhile or after."""
+    calls: list[list[str]] = []
+    lock = threading.Lock()
+
+    def hook(key: str | None, ids: list[str]) -> Reply | None:
+        with lock:
+            calls.append(ids)
+            n = len(calls)
+        if n == 1:
+            return Reply(401, body=b'{"detail": "unknown key"}')
+        if n == 2:
+            threading.Event().wait(0.8)
+        return None
+
+    collector.hook = hook
+    tracker = make_tracker(schemas_dir, collector.url)
+    tracker.track_batch([{"usage": USAGE}] * RECORDS)
+    assert wait_for(lambda: len(collector.ids_for("sk-a")) == 1000, timeout=10)
+    threading.Event().wait(1.0)
+    with lock:
+        sent = len(calls)
+    assert sent == 2, f"{sent} requests: the refused key kept sending"
+    [lane] = get_global_delivery_health()["per_key"].values()
+    assert lane["parked"] is True
+    assert lane["pending"] == 2000
