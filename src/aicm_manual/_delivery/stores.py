@@ -165,6 +165,7 @@ class SpoolStore:
         self._clock = clock
         self.batch = 1000
         self.busy: Callable[[float], Iterable[tuple[str, str]]] = lambda now: ()
+        self._next_take_in = 0.0
 
     def size(self) -> int:
         return self.known
@@ -195,6 +196,12 @@ class SpoolStore:
         ):
             self.worker.take_in(4 * self.batch, wait=False)  # no hurry: nothing to send
             return 0  # nothing ours, or every known lane has a batch in hand or backs off
+        if now >= self._next_take_in:
+            # Also once a second while busy: rows of keys this process does not send
+            # (another process's) would otherwise stay in the inbox, where each claim
+            # passes over them.
+            self._next_take_in = now + 1.0
+            self.worker.take_in(4 * self.batch, wait=False)
         exclude = [(ref, base) for base, ref in busy]
         rows = self.worker.claim(self._keys, 2 * self.batch, self._lease, exclude)
         wall = self._wall()
