@@ -117,9 +117,19 @@ class Spool(SpoolAdmin):
             except sqlite3.Error as exc:
                 raise SpoolError(f"spool {str(self.path)!r}: {exc}") from exc
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    def _transaction(self, fn: Callable[[sqlite3.Connection], Any], wait: bool = True) -> Any:
+        """``fn`` in one write transaction; ``wait=False`` fails at once (SpoolError,
+        "locked") while another connection writes. Under the one lock, so no other statement
+        of this connection runs without the usual busy timeout."""
+
         def run(db: sqlite3.Connection) -> Any:
-            db.execute("BEGIN IMMEDIATE")
+            if not wait:
+                db.execute("PRAGMA busy_timeout=0")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            finally:
+                if not wait:
+                    db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             try:
                 result = fn(db)
             except BaseException:
@@ -170,31 +180,13 @@ class Spool(SpoolAdmin):
             lambda db: db.execute("SELECT min(id) FROM inbox").fetchone()[0] is None
         ):
             return 0
-        if wait:
-            moved: int = self._transaction(lambda db: self._move(db, limit))
-            return moved
-
-        def try_once(db: sqlite3.Connection) -> int:
-            # Under the one lock: no other statement of this connection runs without a wait.
-            db.execute("PRAGMA busy_timeout=0")
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if _is_locked(exc):
-                    return 0
+        try:
+            moved: int = self._transaction(lambda db: self._move(db, limit), wait)
+        except SpoolError as exc:
+            if wait or not _is_locked(exc.__cause__ or exc):
                 raise
-            finally:
-                db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-            try:
-                n = self._move(db, limit)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return n
-
-        taken: int = self._run(try_once)
-        return taken
+            return 0
+        return moved
 
     def _move(self, db: sqlite3.Connection, limit: int) -> int:
         """take_in's statements, inside the caller's write transaction."""
