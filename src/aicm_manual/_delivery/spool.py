@@ -10,8 +10,8 @@ Guarantees: WAL with ``synchronous=NORMAL``, so a committed ``put`` survives the
 being killed (not a power cut). Claims are atomic (``BEGIN IMMEDIATE``) and leased to an
 owner until an expiry; a process never takes rows another live process holds, but rows of
 an owner that died on this host are taken back at once. Callers write to an inbox table
-that the workers (any process's) move into ``records`` in batches; rows count and can be
-dropped or listed (with negative ids) while they wait there. Rows store a key *reference* (a
+that the workers (any process's) move into ``records`` in batches; rows count, and a full
+spool's backpressure can drop them, while they wait there. Rows store a key *reference* (a
 SHA-256), never the key. Rejected records move to ``dead_letters`` with the reason. Each
 Spool is one connection behind its own lock: give each thread role its own Spool."""
 
