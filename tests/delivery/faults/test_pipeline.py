@@ -12,6 +12,29 @@ from faults.scripted import USAGE, Collector, Reply, make_tracker, wait_for
 RECORDS = 3000  # three full batches
 
 
+def first_fails_second_is_slow(
+    collector: Collector, failure: Reply
+) -> tuple[list[list[str]], threading.Lock]:
+    """Script the collector: the first request gets ``failure``, the second (out at the same
+    time) is stored and answered 200 after 0.8 s, later ones at once. Returns the ids of each
+    request as they arrive, and the lock that guards that list."""
+    calls: list[list[str]] = []
+    lock = threading.Lock()
+
+    def hook(key: str | None, ids: list[str]) -> Reply | None:
+        with lock:
+            calls.append(ids)
+            n = len(calls)
+        if n == 1:
+            return failure
+        if n == 2:
+            threading.Event().wait(0.8)
+        return None
+
+    collector.hook = hook
+    return calls, lock
+
+
 def test_a_healthy_lane_sends_its_next_batch_while_the_first_is_out(
     schemas_dir: Path, collector: Collector
 ) -> None:
@@ -47,20 +70,9 @@ def test_a_success_sent_before_a_failure_keeps_the_failures_retry_after(
     """Request 1 is answered 503 Retry-After: 30 after 0.3 s; request 2, sent while 1 was
     out, is answered 200 after 0.8 s. Request 1's records must then wait out the 30 s,
     not be sent again at once because a request of the same lane went through."""
-    calls: list[list[str]] = []
-    lock = threading.Lock()
-
-    def hook(key: str | None, ids: list[str]) -> Reply | None:
-        with lock:
-            calls.append(ids)
-            n = len(calls)
-        if n == 1:
-            return Reply(503, {"Retry-After": "30"}, delay=0.3)
-        if n == 2:
-            threading.Event().wait(0.8)
-        return None
-
-    collector.hook = hook
+    calls, lock = first_fails_second_is_slow(
+        collector, Reply(503, {"Retry-After": "30"}, delay=0.3)
+    )
     tracker = make_tracker(schemas_dir, collector.url, delivery_options={"backoff_max": 60})
     ids = tracker.track_batch([{"usage": USAGE}] * 2000)["response_ids"]
     assert wait_for(lambda: len(collector.ids_for("sk-a")) == 1000, timeout=10)
@@ -81,20 +93,9 @@ def test_a_refused_key_sends_nothing_more_while_its_other_request_is_out(
 ) -> None:
     """Request 1 is refused (401) at once; request 2, out at the same time, is answered 200
     after 0.8 s. The parked lane must not send its third batch meanwhile or after."""
-    calls: list[list[str]] = []
-    lock = threading.Lock()
-
-    def hook(key: str | None, ids: list[str]) -> Reply | None:
-        with lock:
-            calls.append(ids)
-            n = len(calls)
-        if n == 1:
-            return Reply(401, body=b'{"detail": "unknown key"}')
-        if n == 2:
-            threading.Event().wait(0.8)
-        return None
-
-    collector.hook = hook
+    calls, lock = first_fails_second_is_slow(
+        collector, Reply(401, body=b'{"detail": "unknown key"}')
+    )
     tracker = make_tracker(schemas_dir, collector.url)
     tracker.track_batch([{"usage": USAGE}] * RECORDS)
     assert wait_for(lambda: len(collector.ids_for("sk-a")) == 1000, timeout=10)
