@@ -16,6 +16,7 @@ HEAVY = [
     "aicm_manual.server",
     "requests",  # imported only when a config is fetched over HTTP
     "pydantic",
+    "pydantic_core",  # imported with the first record encoded or answer read
     "typing_inspect",  # only for schemas written as typing objects
     "asyncio",
 ]
