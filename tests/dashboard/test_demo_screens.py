@@ -1,7 +1,9 @@
 """The dashboard over the demo's own data, in Chromium: ``aicm-manual demo --serve`` runs as
 a person would start it, its printed read key signs in, every view renders without a console
 error and shows what the demo made (customers, an unpriced service, duplicates, conflicts
-and rejections, an exceeded budget). The screenshots in docs/dashboard/ come from here."""
+and rejections, an exceeded budget). The screenshots in docs/dashboard/ come from here:
+``AICM_UPDATE_SCREENSHOTS=1 pytest tests/dashboard/test_demo_screens.py`` rewrites them;
+other runs keep theirs in a temporary folder, so a test run leaves the tree as it was."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing in CI (.ci/run should install it)", pytrace=False)
     pytest.skip("Chromium is missing (apt-get install chromium)", allow_module_level=True)
 
-SHOTS = ROOT / "docs" / "dashboard"
+DOCS_SHOTS = ROOT / "docs" / "dashboard"
 # (screenshot name, path, text the view must show from the demo's data)
 VIEWS = [
     ("overview", "/dashboard", "Cost over time"),
@@ -45,6 +47,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("AICM_UPDATE_SCREENSHOTS"):
+        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+        return DOCS_SHOTS
+    return tmp_path_factory.mktemp("shots")
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -54,7 +64,9 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-def _signed_in(browser: Any, url: str, key: str, **context: Any) -> tuple[Any, Any, list[str]]:
+def _signed_in(
+    browser: Any, url: str, key: str, shots: Path, **context: Any
+) -> tuple[Any, Any, list[str]]:
     ctx = browser.new_context(**context)
     ctx.set_default_timeout(15_000)
     page = ctx.new_page()
@@ -62,19 +74,20 @@ def _signed_in(browser: Any, url: str, key: str, **context: Any) -> tuple[Any, A
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{url}/dashboard/login")
-    page.screenshot(path=str(SHOTS / "login.png"))
+    page.screenshot(path=str(shots / "login.png"))
     page.fill("input[name=key]", key)
     page.click("button[type=submit]")
     page.wait_for_url("**/dashboard")
     return ctx, page, errors
 
 
-def test_every_view_of_the_demo(browser: Any, demo: tuple[str, str]) -> None:
+def test_every_view_of_the_demo(browser: Any, demo: tuple[str, str], shots: Path) -> None:
     """Each view shows the demo's data with no console error; charts draw; screenshots of
-    each view (and the overview on a phone) go to docs/dashboard/."""
+    each view (and the overview on a phone) are taken."""
     url, key = demo
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    ctx, page, errors = _signed_in(browser, url, key, viewport={"width": 1280, "height": 900})
+    ctx, page, errors = _signed_in(
+        browser, url, key, shots, viewport={"width": 1280, "height": 900}
+    )
     try:
         for name, path, expected in VIEWS:
             # The ingest counts reach the database every few seconds: wait for them.
@@ -88,16 +101,16 @@ def test_every_view_of_the_demo(browser: Any, demo: tuple[str, str]) -> None:
             assert expected in page.inner_text("main"), (name, expected)
             if page.locator("[data-chart]").count():
                 page.wait_for_selector(".uplot canvas", state="attached")
-            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
         assert key not in page.content()
         assert errors == []
     finally:
         ctx.close()
     phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True}
-    ctx, page, errors = _signed_in(browser, url, key, **phone)
+    ctx, page, errors = _signed_in(browser, url, key, shots, **phone)
     try:
         page.wait_for_selector(".uplot canvas", state="attached")
-        page.screenshot(path=str(SHOTS / "overview-phone.png"), full_page=True)
+        page.screenshot(path=str(shots / "overview-phone.png"), full_page=True)
         assert errors == []
     finally:
         ctx.close()
