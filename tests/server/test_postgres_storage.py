@@ -139,7 +139,8 @@ def test_a_schema_from_before_the_totals_gets_them_from_its_daily_rollups(
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
-        scripts = [split_statements(script) for script in MIGRATIONS[:-1]]
+        # Migrations 1-4: before the totals (5).
+        scripts = [split_statements(script) for script in MIGRATIONS[:4]]
         apply_migrations(conn.execute, scripts, 0.0, param="%s")
         for day, customer, cost in (
             (0, "acme", 5 * 10**18),
@@ -160,6 +161,68 @@ def test_a_schema_from_before_the_totals_gets_them_from_its_daily_rollups(
         assert storage.ingest([ev("r1")]) == ["accepted"]
         [*_, acme] = storage.cost_summary("tenant-a", "client_customer_key", None, None)
         assert acme == SummaryRow("acme", "USD", 5, 10**19 + 1_007, 0)
+    finally:
+        storage.close()
+
+
+def events_indexes(url: str, schema: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s"
+            " AND tablename = 'events'",
+            (schema,),
+        ).fetchall()
+    return {name: definition.split(" USING btree ")[1] for name, definition in rows}
+
+
+def test_a_schema_with_two_id_indexes_keeps_one_and_its_records_stay_unique(
+    postgres_url: str,  # noqa: F811
+    pg_schema: str,  # noqa: F811
+) -> None:
+    """Migration 6 replaces the UNIQUE (tenant, service_id, response_id) constraint and
+    the (tenant, response_id) index with one unique index: events stored before it are
+    still found by id and still answer duplicate or conflict."""
+    from psycopg import sql
+
+    from aicm_manual._migrations import apply_migrations, split_statements
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
+        apply_migrations(
+            conn.execute, [split_statements(m) for m in MIGRATIONS[:5]], 0.0, param="%s"
+        )
+    assert set(events_indexes(postgres_url, pg_schema)) == {
+        "events_pkey",
+        "events_tenant_service_id_response_id_key",
+        "events_tenant_time",
+        "events_tenant_response",
+    }
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
+        conn.execute(
+            "INSERT INTO events (tenant, config_id, service_id, response_id, timestamp_us,"
+            " received_us, usage, payload_hash) VALUES"
+            " ('tenant-a', 'openai-chat', 'openai::gpt-4o', 'old/1', 0, 0, '{}', %s)",
+            (ev("old/1").payload_hash,),
+        )
+    storage = PostgresStorage(postgres_url, schema=pg_schema)
+    try:
+        assert events_indexes(postgres_url, pg_schema) == {
+            "events_pkey": "(id)",
+            "events_tenant_time": "(tenant, timestamp_us)",
+            "events_key": "(tenant, response_id, service_id)",
+        }
+        assert [e.response_id for e in storage.get_events("tenant-a", "old/1")] == ["old/1"]
+        again = ev("old/1")
+        other = ev("old/1", usage=b'{"input_tokens": 2}')
+        other_service = ev("old/1", service="openai::gpt-4o-mini")
+        assert storage.ingest([again, other, other_service]) == [
+            "duplicate",
+            "conflict",
+            "accepted",
+        ]
+        assert len(storage.get_events("tenant-a", "old/1")) == 2
     finally:
         storage.close()
 

@@ -55,6 +55,11 @@ _T = TypeVar("_T")
 _Key = tuple[str, str, str]  # (tenant, service_id, response_id): what makes a record unique
 
 
+def _index_order(key: _Key) -> _Key:
+    """A key as the unique index ``events_key`` orders it: (tenant, response_id, service)."""
+    return (key[0], key[2], key[1])
+
+
 # config_id '' is "no config" (see _storage): handed back as NULL.
 _EVENT_COLUMNS = (
     "id, tenant, NULLIF(config_id, ''), service_id, response_id, timestamp_us, received_us,"
@@ -234,7 +239,8 @@ class PostgresStorage(LedgerReports):
         for n, key in enumerate(keys):
             first.setdefault(key, n)
         offered = list(first.values())  # in arrival order; rank r is offered[r - 1]
-        order = sorted(range(len(offered)), key=lambda r: keys[offered[r]])  # lock order
+        # One lock order for every process, and the unique index's own order.
+        order = sorted(range(len(offered)), key=lambda r: _index_order(keys[offered[r]]))
         rows = [events[offered[r]] for r in order]
         args = (self._sequence, len(rows), received, [r + 1 for r in order], *_columns(rows))
         row = conn.execute(_INGEST, args).fetchone()
