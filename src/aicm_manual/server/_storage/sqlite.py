@@ -16,7 +16,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,13 @@ _EVENT_COLUMNS = (
 # (each far from overflow) and put together in Python, a total is exact (split_nanos).
 _EXACT_SUM = "sum(cost_nanos / 1000000000), sum(cost_nanos % 1000000000)"
 _GROUP_COLUMN = {"client_customer_key": "client_customer_key", "service_id": "service_id"}
+
+
+def _rollup_summary(rows: Iterable[Any]) -> list[SummaryRow]:
+    """Summary rows from rollups, where '' stands for no customer and for unpriced."""
+    return [
+        SummaryRow(r[0] or None, r[1] or None, r[2], split_nanos(r[3], r[4]), r[5]) for r in rows
+    ]
 
 
 @translating(sqlite3.Error)
@@ -272,10 +279,7 @@ class SqliteStorage(LedgerReports):
                 f" sum(unpriced) FROM rollups_total WHERE tenant = ?"
                 f" GROUP BY {column}, currency ORDER BY {column}, currency"
             )
-            return [
-                SummaryRow(r[0] or None, r[1] or None, r[2], split_nanos(r[3], r[4]), r[5])
-                for r in self._reader().execute(sql, (tenant,))
-            ]
+            return _rollup_summary(self._reader().execute(sql, (tenant,)))
         if whole_days(since_us) and whole_days(until_us):
             where, args = ["tenant = ?"], [tenant]
             if since_us is not None:
@@ -284,18 +288,14 @@ class SqliteStorage(LedgerReports):
             if until_us is not None:
                 where.append("day < ?")
                 args.append(until_us // US_PER_DAY)  # type: ignore[arg-type]
-            # Over every day the covering index serves (and by customer groups without a
-            # sort); given days, "+" keeps the planner on the primary key's (tenant, day).
-            plus = "" if since_us is None and until_us is None else "+"
+            # Given days, "+" keeps the planner on the primary key's (tenant, day) rather
+            # than the covering index by customer.
             sql = (
                 f"SELECT {column}, currency, sum(events), {_EXACT_SUM}, sum(unpriced)"
                 f" FROM rollups_daily WHERE {' AND '.join(where)}"
-                f" GROUP BY {plus}{column}, {plus}currency ORDER BY {column}, currency"
+                f" GROUP BY +{column}, +currency ORDER BY {column}, currency"
             )
-            return [
-                SummaryRow(r[0] or None, r[1] or None, r[2], split_nanos(r[3], r[4]), r[5])
-                for r in self._reader().execute(sql, args)
-            ]
+            return _rollup_summary(self._reader().execute(sql, args))
         window, window_args = _window(tenant, since_us, until_us)
         sql = (
             f"SELECT {column}, CASE WHEN cost_nanos IS NULL THEN NULL ELSE currency END AS cur,"
